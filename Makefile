@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench setup clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ demo: $(STAMP)
 	$(BIN)/wattsched plan examples/wa-18mw.yaml -o plan-wa-18mw.json
 	$(BIN)/wattsched verify examples/wa-18mw.yaml plan-wa-18mw.json
 
-test: $(STAMP)
+# Debian's prometheus (prometheus + promtool) for the daemon's integration tests and deploy/ checks.
+system-deps:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+	    echo "system-deps: promtool missing and not root (install Debian package 'prometheus')" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)
