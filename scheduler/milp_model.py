@@ -1,0 +1,402 @@
+"""The MILP formulation of SPEC sections 2-4, built from a `Problem` (no solving here).
+
+Formulation choices that make it fast (see docs in README "MILP formulation"):
+- GPU busy counts are modelled per rack *and cap level* (`t` for training, `r` for inference
+  replicas); a training job only chooses a (domain, level) pair with one binary `w`, and a domain
+  row ties the busy training GPUs at a level to the jobs placed there. Per-rack GPU counts of a
+  job are then any split of those slots, which is exactly what SPEC allows.
+- Identical GPU racks whose power limit cannot bind and that run nothing now are merged into one
+  *rack class* (a count of racks): this removes the symmetry among interchangeable racks.
+  Disaggregation back to racks is exact (replicas are packed largest first; see `extract`).
+- Identical miner racks form classes too; a class chooses how many of its racks run each
+  Pareto-optimal *pattern* (miners per mode), which is exact because a rack touches every limit
+  only through its kW.
+Every row is named `family[index]` so an infeasible model can be explained and an LP file read.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+import pulp
+
+from .problem import GPU, MINER, Problem
+
+EPS = 1e-9
+MAX_PATTERN_VECTORS = 20000
+
+
+@dataclass
+class GpuUnit:
+    """One GPU rack, or a class of identical interchangeable racks."""
+    racks: list[int]
+    model: int
+    count: int                      # GPUs per rack
+    levels: list[int]               # cap levels any work may use here
+    t: dict[int, pulp.LpVariable] = field(default_factory=dict)                 # level -> training GPUs
+    r: dict[tuple[int, int], pulp.LpVariable] = field(default_factory=dict)     # (service, level) -> replicas
+
+
+@dataclass
+class MinerClass:
+    racks: list[int]
+    model: int
+    patterns: np.ndarray            # i8[P,Q] miners per mode, non-zero Pareto patterns
+    pattern_kw: np.ndarray          # f8[P] kW above the rack's idle
+    pattern_th: np.ndarray          # f8[P]
+    n: list[pulp.LpVariable] = field(default_factory=list)     # racks running each pattern
+
+
+@dataclass
+class MinerRack:
+    """A miner rack modelled on its own (pattern enumeration too large)."""
+    rack: int
+    model: int
+    m: list[pulp.LpVariable] = field(default_factory=list)     # miners per mode
+
+
+@dataclass
+class Model:
+    problem: Problem
+    lp: pulp.LpProblem
+    constant_usd: float                              # objective constant not carried by the LP
+    units: list[GpuUnit]
+    miner_classes: list[MinerClass]
+    miner_racks: list[MinerRack]
+    w: dict[tuple[int, int, int], pulp.LpVariable]   # (job, domain, level)
+    keep: dict[tuple[int, int], pulp.LpVariable]     # (job, level): job stays exactly where it runs
+    served: dict[int, pulp.LpVariable]
+    rows: dict[str, str]                             # pulp row name -> family[index] label
+    slacks: dict[str, pulp.LpVariable]               # label -> slack (explain mode only)
+    unplaceable_required: list[int]                  # required jobs with no eligible domain at all
+
+
+def miner_patterns(count: int, kw: np.ndarray, th: np.ndarray, room_kw: float, keep_all_kw: bool):
+    """Non-zero patterns (miners per mode) that fit `count` and `room_kw`, reduced to those not
+    dominated in (kW lower, TH/s higher); with `keep_all_kw` (negative energy price) only equal-kW
+    ties are removed. Returns None when there are too many vectors to enumerate."""
+    Q = len(kw)
+    total = 1
+    for q in range(Q):
+        total = total * (count + q + 1) // (q + 1)
+    if total > MAX_PATTERN_VECTORS:
+        return None
+    vecs = [v for v in product(range(count + 1), repeat=Q) if 0 < sum(v) <= count] if Q > 0 else []
+    if not vecs:
+        return np.zeros((0, Q), dtype=np.int64), np.zeros(0), np.zeros(0)
+    V = np.array(vecs, dtype=np.int64)
+    pkw = V @ kw
+    pth = V @ th
+    ok = pkw <= room_kw + EPS
+    V, pkw, pth = V[ok], pkw[ok], pth[ok]
+    order = np.lexsort((-pth, pkw))           # by kW ascending, then TH/s descending
+    keep, best_th, last_kw = [], -1.0, None
+    for n in order:
+        if keep_all_kw:
+            if last_kw is None or pkw[n] > last_kw + EPS:
+                keep.append(n)
+                last_kw = pkw[n]
+        elif pth[n] > best_th + EPS:
+            keep.append(n)
+            best_th = pth[n]
+    keep = np.array(keep, dtype=np.int64)
+    return V[keep], pkw[keep], pth[keep]
+
+
+def _levels(p: Problem, g: int, lo: int) -> list[int]:
+    return list(range(int(lo), int(p.gpu_n_levels[g])))
+
+
+def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
+               svc_levels_by_rack: dict[int, dict[int, list[int]]]) -> list[GpuUnit]:
+    running_racks = set(p.job_run_rack.tolist()) | set(p.svc_run_rack.tolist())
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    singles: list[list[int]] = []
+    for k in np.nonzero(p.rack_kind == GPU)[0].tolist():
+        g, d = int(p.rack_model[k]), int(p.rack_domain[k])
+        levels = set(job_levels_by_domain.get(d, set()))
+        gprs = set()
+        for i, lv in svc_levels_by_rack.get(k, {}).items():
+            levels |= set(lv)
+            gprs.add(int(p.svc_gpus_per_replica[i]))
+        if not levels:
+            continue
+        top = max(p.gpu_busy_kw[g, c] for c in levels)
+        power_binds = p.rack_base_kw[k] + p.rack_count[k] * top > p.rack_limit_kw[k] + EPS
+        sizes = sorted(gprs)
+        chain = all(int(p.rack_count[k]) % s == 0 for s in sizes) and all(
+            b % a == 0 for a, b in zip(sizes, sizes[1:]))
+        if k in running_racks or power_binds or not chain:
+            singles.append([k])
+            continue
+        key = (d, g, int(p.rack_site[k]), int(p.rack_feed[k]), int(p.rack_loop[k]), int(p.rack_count[k]),
+               float(p.rack_limit_kw[k]), float(p.rack_base_kw[k]),
+               tuple(sorted((i, tuple(lv)) for i, lv in svc_levels_by_rack.get(k, {}).items())))
+        groups[key].append(k)
+    units = []
+    for racks in singles + list(groups.values()):
+        k = racks[0]
+        g = int(p.rack_model[k])
+        levels = set(job_levels_by_domain.get(int(p.rack_domain[k]), set()))
+        for lv in svc_levels_by_rack.get(k, {}).values():
+            levels |= set(lv)
+        units.append(GpuUnit(racks=racks, model=g, count=int(p.rack_count[k]), levels=sorted(levels)))
+    return units
+
+
+def build(p: Problem, explain: bool = False) -> Model:
+    """Build the MILP. With `explain`, hard limits get penalised slacks and the objective
+    becomes 'least total violation' (used to name the limits of an infeasible scenario)."""
+    lp = pulp.LpProblem("wattsched", pulp.LpMinimize if explain else pulp.LpMaximize)
+    h = p.interval_h
+    price_kw = h * p.site_price_usd_per_mwh / 1000.0        # USD per site-kW over the interval
+    J, I = len(p.job_ids), len(p.svc_ids)
+    rows: dict[str, str] = {}
+    slacks: dict[str, pulp.LpVariable] = {}
+    obj_terms: list[tuple[pulp.LpVariable, float]] = []
+    constant = 0.0
+
+    def add_row(expr, sense: str, rhs: float, label: str, slack_kind: str | None = None):
+        name = f"c{len(rows)}"
+        if explain and slack_kind is not None:
+            s = pulp.LpVariable(f"slack{len(slacks)}", lowBound=0)
+            slacks[label] = s
+            expr = expr - s if sense == "<=" else expr + s
+        if sense == "<=":
+            lp.addConstraint(expr <= rhs, name)
+        elif sense == ">=":
+            lp.addConstraint(expr >= rhs, name)
+        else:
+            lp.addConstraint(expr == rhs, name)
+        rows[name] = label
+
+    # --- training: (job, domain, level) binaries --------------------------------------------
+    w: dict[tuple[int, int, int], pulp.LpVariable] = {}
+    job_levels_by_domain: dict[int, set[int]] = defaultdict(set)
+    unplaceable_required = []
+    for j in range(J):
+        for d in range(len(p.domain_ids)):
+            if not p.job_domain_ok(j, d):
+                continue
+            g = int(p.domain_model[d])
+            for c in _levels(p, g, p.job_min_level[j, g]):
+                w[j, d, c] = pulp.LpVariable(f"w_{j}_{d}_{c}", cat=pulp.LpBinary)
+                job_levels_by_domain[d].add(c)
+                if not explain:
+                    obj_terms.append((w[j, d, c], h * p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]))
+        mine = [v for (jj, _, _), v in w.items() if jj == j]
+        if p.job_required[j]:
+            if not mine:
+                unplaceable_required.append(j)
+            else:
+                add_row(pulp.lpSum(mine), ">=", 1, f"required[{p.job_ids[j]}]", "required")
+        if mine:
+            add_row(pulp.lpSum(mine), "<=", 1, f"job_once[{p.job_ids[j]}]")
+
+    # --- inference: eligible (rack, levels) per service -------------------------------------
+    svc_levels_by_rack: dict[int, dict[int, list[int]]] = defaultdict(dict)
+    for i in range(I):
+        for k in np.nonzero(p.rack_kind == GPU)[0].tolist():
+            if p.svc_rack_ok(i, k):
+                g = int(p.rack_model[k])
+                svc_levels_by_rack[k][i] = _levels(p, g, p.svc_min_level[i, g])
+
+    units = _gpu_units(p, job_levels_by_domain, svc_levels_by_rack)
+    unit_of_rack: dict[int, GpuUnit] = {}
+    domain_level_t: dict[tuple[int, int], list[pulp.LpVariable]] = defaultdict(list)
+    capacity_terms: dict[int, list] = defaultdict(list)
+    # per-limit linear terms of the variable part of rack power, and fixed (base) parts
+    feed_terms: dict[int, list] = defaultdict(list)
+    loop_terms: dict[int, list] = defaultdict(list)
+    site_terms: dict[int, list] = defaultdict(list)
+
+    for u_idx, u in enumerate(units):
+        k0 = u.racks[0]
+        n_racks = len(u.racks)
+        for k in u.racks:
+            unit_of_rack[k] = u
+        g, d = u.model, int(p.rack_domain[k0])
+        room = p.rack_limit_kw[k0] - p.rack_base_kw[k0]
+        for c in sorted(job_levels_by_domain.get(d, set())):
+            ub = u.count if p.gpu_busy_kw[g, c] <= 0 else min(u.count, int(np.floor(room / p.gpu_busy_kw[g, c] + 1e-9)))
+            ub = max(ub, 0) * n_racks
+            u.t[c] = pulp.LpVariable(f"t_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+            domain_level_t[d, c].append(u.t[c])
+        for i, lv in svc_levels_by_rack.get(k0, {}).items():
+            gpr = int(p.svc_gpus_per_replica[i])
+            for c in lv:
+                per = gpr * p.gpu_busy_kw[g, c]
+                ub = u.count // gpr if per <= 0 else min(u.count // gpr, int(np.floor(room / per + 1e-9)))
+                ub = max(ub, 0) * n_racks
+                u.r[i, c] = pulp.LpVariable(f"r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+                capacity_terms[i].append((u.r[i, c], p.svc_replica_rps[i, g] * p.gpu_perf[g, c]))
+        busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]
+        power = [(v, p.gpu_busy_kw[g, c]) for c, v in u.t.items()] + [
+            (v, p.svc_gpus_per_replica[i] * p.gpu_busy_kw[g, c]) for (i, c), v in u.r.items()]
+        label = p.rack_ids[k0] if n_racks == 1 else f"{p.rack_ids[k0]}+{n_racks - 1}"
+        if busy:
+            max_busy = sum(v.upBound * a for v, a in busy)
+            if max_busy > u.count * n_racks:
+                add_row(pulp.LpAffineExpression(busy), "<=", u.count * n_racks, f"rack_gpus[{label}]")
+            max_kw = sum(v.upBound * a for v, a in power)
+            if n_racks == 1 and max_kw > room + EPS:
+                add_row(pulp.LpAffineExpression(power), "<=", room, f"rack_power[{label}]", "kw")
+        f_, l_, s_ = int(p.rack_feed[k0]), int(p.rack_loop[k0]), int(p.rack_site[k0])
+        factor = p.rack_site_factor[k0]
+        for v, a in power:
+            feed_terms[f_].append((v, a))
+            loop_terms[l_].append((v, a))
+            site_terms[s_].append((v, a * factor))
+            if not explain:
+                obj_terms.append((v, -price_kw[s_] * factor * a))
+
+    # training GPUs at (domain, level) equal the jobs placed there
+    for (d, c), tvars in domain_level_t.items():
+        jobs = [(w[j, dd, cc], -int(p.job_gpus[j])) for (j, dd, cc) in w if dd == d and cc == c]
+        add_row(pulp.LpAffineExpression([(v, 1) for v in tvars] + jobs), "=", 0,
+                f"domain_gpus[{p.domain_ids[d]}@{c}]")
+
+    # --- moves ----------------------------------------------------------------------------------
+    keep: dict[tuple[int, int], pulp.LpVariable] = {}
+    keep_room: dict[tuple[int, int], list] = defaultdict(list)
+    for j in range(J):
+        run = p.job_running(j)
+        if not run:
+            continue
+        cost = p.job_move_cost_usd[j]
+        if not explain:
+            constant -= cost
+        d = int(p.job_run_domain[j])
+        for c in range(int(p.gpu_n_levels[p.domain_model[d]])):
+            if (j, d, c) not in w or cost <= 0:
+                continue
+            keep[j, c] = pulp.LpVariable(f"keep_{j}_{c}", cat=pulp.LpBinary)
+            add_row(keep[j, c] - w[j, d, c], "<=", 0, f"keep[{p.job_ids[j]}@{c}]")
+            if not explain:
+                obj_terms.append((keep[j, c], cost))
+            for k, n in run.items():
+                keep_room[k, c].append((keep[j, c], -n))
+    for (k, c), terms in keep_room.items():
+        u = unit_of_rack[k]
+        add_row(pulp.LpAffineExpression([(u.t[c], 1)] + terms), ">=", 0,
+                f"keep_room[{p.rack_ids[k]}@{c}]")
+
+    for i in range(I):
+        cost = p.svc_move_cost_usd[i]
+        run = p.svc_running(i)
+        if cost <= 0:
+            continue
+        racks = set(run) | {k for k in svc_levels_by_rack if i in svc_levels_by_rack[k]}
+        for k in sorted(racks):
+            u = unit_of_rack.get(k)
+            reps = [v for (ii, _), v in (u.r.items() if u is not None else []) if ii == i]
+            have = run.get(k, 0)
+            if u is not None and len(u.racks) > 1:
+                continue  # classes hold no running replicas; every replica there is a start
+            if not reps:
+                if not explain:
+                    constant -= cost * have
+                continue
+            dev = pulp.LpVariable(f"dev_{i}_{k}", lowBound=0)
+            add_row(pulp.lpSum(reps) - dev, "<=", have, f"moves_up[{p.svc_ids[i]}@{p.rack_ids[k]}]")
+            add_row(-pulp.lpSum(reps) - dev, "<=", -have, f"moves_down[{p.svc_ids[i]}@{p.rack_ids[k]}]")
+            if not explain:
+                obj_terms.append((dev, -cost))
+        # replicas started in rack classes (nothing runs there) cost one move each
+        for u in units:
+            if len(u.racks) > 1 and not explain:
+                for (ii, _), v in u.r.items():
+                    if ii == i:
+                        obj_terms.append((v, -cost))
+
+    # --- served load --------------------------------------------------------------------------
+    served: dict[int, pulp.LpVariable] = {}
+    for i in range(I):
+        dem = float(p.svc_demand_rps[i])
+        # s rps for an hour is 3.6 thousand requests; serving one more also avoids its penalty
+        gain = h * 3.6 * (p.svc_value_per_1k[i] + p.svc_penalty_per_1k[i])
+        if not explain:
+            constant -= h * 3.6 * dem * p.svc_penalty_per_1k[i]
+        if capacity_terms[i]:
+            served[i] = pulp.LpVariable(f"s_{i}", lowBound=0, upBound=dem)
+            add_row(pulp.LpAffineExpression([(served[i], 1)] + [(v, -a) for v, a in capacity_terms[i]]),
+                    "<=", 0, f"served[{p.svc_ids[i]}]")
+            if not explain:
+                obj_terms.append((served[i], gain))
+
+    # --- miners ---------------------------------------------------------------------------------
+    miner_classes: list[MinerClass] = []
+    miner_racks: list[MinerRack] = []
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for k in np.nonzero(p.rack_kind == MINER)[0].tolist():
+        groups[(int(p.rack_model[k]), int(p.rack_site[k]), int(p.rack_feed[k]), int(p.rack_loop[k]),
+                int(p.rack_count[k]), float(p.rack_limit_kw[k]), float(p.rack_base_kw[k]))].append(k)
+    usd_th = h * p.miner_usd_per_th_h
+    for key, racks in groups.items():
+        mm, s_, f_, l_, count, limit, base = key
+        nq = int(p.miner_n_modes[mm])
+        kw, th = p.miner_kw[mm, :nq], p.miner_th_s[mm, :nq]
+        factor = p.rack_site_factor[racks[0]]
+        pats = miner_patterns(count, kw, th, limit - base, keep_all_kw=p.site_price_usd_per_mwh[s_] < 0)
+        if pats is not None:
+            V, pkw, pth = pats
+            mc = MinerClass(racks=racks, model=mm, patterns=V, pattern_kw=pkw, pattern_th=pth)
+            for n in range(len(V)):
+                v = pulp.LpVariable(f"n_{len(miner_classes)}_{n}", lowBound=0, upBound=len(racks), cat=pulp.LpInteger)
+                mc.n.append(v)
+                feed_terms[f_].append((v, pkw[n]))
+                loop_terms[l_].append((v, pkw[n]))
+                site_terms[s_].append((v, pkw[n] * factor))
+                if not explain:
+                    obj_terms.append((v, usd_th * pth[n] - price_kw[s_] * factor * pkw[n]))
+            if mc.n:
+                add_row(pulp.lpSum(mc.n), "<=", len(racks), f"miner_racks[{p.rack_ids[racks[0]]}+{len(racks) - 1}]")
+            miner_classes.append(mc)
+            continue
+        for k in racks:
+            mr = MinerRack(rack=k, model=mm)
+            for q in range(nq):
+                v = pulp.LpVariable(f"m_{k}_{q}", lowBound=0, upBound=count, cat=pulp.LpInteger)
+                mr.m.append(v)
+                feed_terms[f_].append((v, kw[q]))
+                loop_terms[l_].append((v, kw[q]))
+                site_terms[s_].append((v, kw[q] * factor))
+                if not explain:
+                    obj_terms.append((v, usd_th * th[q] - price_kw[s_] * factor * kw[q]))
+            add_row(pulp.lpSum(mr.m), "<=", count, f"rack_miners[{p.rack_ids[k]}]")
+            if count * kw.max() > limit - base + EPS:
+                add_row(pulp.LpAffineExpression(list(zip(mr.m, kw))), "<=", limit - base,
+                        f"rack_power[{p.rack_ids[k]}]", "kw")
+            miner_racks.append(mr)
+
+    # --- feeds, loops, site ---------------------------------------------------------------------
+    base_feed = np.bincount(p.rack_feed, weights=p.rack_base_kw, minlength=len(p.feed_ids))
+    base_loop = np.bincount(p.rack_loop, weights=p.rack_base_kw, minlength=len(p.loop_ids))
+    base_site = p.site_base_kw + np.bincount(p.rack_site, weights=p.rack_base_kw * p.rack_site_factor,
+                                             minlength=len(p.site_ids))
+    for f_ in range(len(p.feed_ids)):
+        label = f"feed_power[{p.site_ids[p.feed_site[f_]]}/{p.feed_ids[f_]}]"
+        terms = feed_terms.get(f_, [])
+        if explain or base_feed[f_] + sum(v.upBound * a for v, a in terms) > p.feed_limit_kw[f_] + EPS:
+            add_row(pulp.LpAffineExpression(terms), "<=", p.feed_limit_kw[f_] - base_feed[f_], label, "kw")
+    for l_ in range(len(p.loop_ids)):
+        label = f"loop_heat[{p.site_ids[p.loop_site[l_]]}/{p.loop_ids[l_]}]"
+        terms = loop_terms.get(l_, [])
+        if explain or base_loop[l_] + sum(v.upBound * a for v, a in terms) > p.loop_cap_kw[l_] + EPS:
+            add_row(pulp.LpAffineExpression(terms), "<=", p.loop_cap_kw[l_] - base_loop[l_], label, "kw")
+    for s_ in range(len(p.site_ids)):
+        label = f"site_power[{p.site_ids[s_]}]"
+        add_row(pulp.LpAffineExpression(site_terms.get(s_, [])), "<=", p.site_grid_limit_kw[s_] - base_site[s_],
+                label, "kw")
+        if not explain:
+            constant -= price_kw[s_] * base_site[s_]
+
+    if explain:
+        lp += pulp.lpSum(s * (1e4 if label.startswith("required") else 1.0) for label, s in slacks.items())
+    else:
+        lp += pulp.LpAffineExpression(obj_terms)
+    return Model(problem=p, lp=lp, constant_usd=constant, units=units, miner_classes=miner_classes,
+                 miner_racks=miner_racks, w=w, keep=keep, served=served, rows=rows, slacks=slacks,
+                 unplaceable_required=unplaceable_required)

@@ -1,0 +1,84 @@
+"""The readable summary `wattsched plan` prints: per site power vs limit, cooling headroom per
+loop, hashrate, GPUs busy, jobs scheduled/queued and profit per hour."""
+from __future__ import annotations
+
+import numpy as np
+
+from .assignment import Assignment, Figures
+from .problem import GPU, Problem
+from .solve import SolveResult
+
+
+def _usd(x: float) -> str:
+    return f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}"
+
+
+def site_profit_usd_per_h(p: Problem, a: Assignment, f: Figures) -> np.ndarray:
+    """Profit rate per site: work placed at the site (inference served split by capacity there)
+    plus hashing, minus its energy; unserved penalties go to the sites that host the service,
+    or evenly when it runs nowhere."""
+    S = len(p.site_ids)
+    out = np.zeros(S)
+    for j, c in enumerate(a.job_level.tolist()):
+        if c >= 0:
+            k = next(iter(a.job_place[j]))
+            g = p.rack_model[k]
+            out[p.rack_site[k]] += p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]
+    for i, place in enumerate(a.svc_place):
+        cap = np.zeros(S)
+        for (k, c), r in place.items():
+            g = p.rack_model[k]
+            cap[p.rack_site[k]] += r * p.svc_replica_rps[i, g] * p.gpu_perf[g, c]
+        share = cap / cap.sum() if cap.sum() > 0 else np.full(S, 1.0 / S)
+        served = f.served_rps[i]
+        out += share * 3.6 * (served * p.svc_value_per_1k[i]
+                              - (p.svc_demand_rps[i] - served) * p.svc_penalty_per_1k[i])
+    out += f.site_th_s * p.miner_usd_per_th_h
+    out -= f.site_kw / 1000.0 * p.site_price_usd_per_mwh
+    return out
+
+
+def summarize(p: Problem, result: SolveResult, a: Assignment, f: Figures) -> str:
+    lines = []
+    gap = "" if result.gap is None else f", gap {100 * result.gap:.3f}%"
+    bound = "" if result.bound_usd is None else f", bound {_usd(result.bound_usd)}"
+    backend = f"/{result.backend}" if result.backend else ""
+    lines.append(f"{p.name}: {result.method}{backend} {result.status} in {result.seconds:.2f} s; "
+                 f"objective {_usd(f.objective_usd)} over {p.interval_h:g} h{bound}{gap}")
+    profit = site_profit_usd_per_h(p, a, f)
+    for s, sid in enumerate(p.site_ids):
+        gpu = (p.rack_kind == GPU) & (p.rack_site == s)
+        busy, total = int(f.rack_busy[gpu].sum()), int(p.rack_count[gpu].sum())
+        limit = p.site_grid_limit_kw[s]
+        pct = 100 * f.site_kw[s] / limit if limit > 0 else 0.0
+        lines.append(f"site {sid}: power {f.site_kw[s]:,.1f} / {limit:,.1f} kW ({pct:.1f}%), "
+                     f"IT {f.site_it_kw[s]:,.1f} kW, cooling {f.site_cooling_kw[s]:,.1f} kW, "
+                     f"base {p.site_base_kw[s]:,.1f} kW")
+        lines.append(f"  hashrate {f.site_th_s[s] / 1000:,.2f} PH/s; GPUs busy {busy:,} / {total:,}; "
+                     f"profit {_usd(profit[s])}/h")
+        for n in np.nonzero(p.loop_site == s)[0]:
+            head = p.loop_cap_kw[n] - f.loop_heat_kw[n]
+            lines.append(f"  loop {p.loop_ids[n]}: heat {f.loop_heat_kw[n]:,.1f} / {p.loop_cap_kw[n]:,.1f} kW "
+                         f"(headroom {head:,.1f} kW)")
+        for n in np.nonzero(p.feed_site == s)[0]:
+            lines.append(f"  feed {p.feed_ids[n]}: {f.feed_kw[n]:,.1f} / {p.feed_limit_kw[n]:,.1f} kW")
+    scheduled = int((a.job_level >= 0).sum())
+    moved = int(f.job_moved.sum())
+    lines.append(f"training: {scheduled} scheduled, {len(p.job_ids) - scheduled} queued, {moved} moved")
+    for j, jid in enumerate(p.job_ids):
+        c = int(a.job_level[j])
+        if c >= 0:
+            k = next(iter(a.job_place[j]))
+            g = p.rack_model[k]
+            dom = p.domain_ids[p.rack_domain[k]]
+            lines.append(f"  {jid}: {int(p.job_gpus[j])} GPUs in {dom} at {p.gpu_cap_w[g, c]:g} W")
+        else:
+            lines.append(f"  {jid}: queued ({int(p.job_gpus[j])} GPUs)")
+    if len(p.svc_ids):
+        lines.append("inference:")
+        for i, sid in enumerate(p.svc_ids):
+            reps = sum(a.svc_place[i].values())
+            lines.append(f"  {sid}: {f.served_rps[i]:,.1f} / {p.svc_demand_rps[i]:,.1f} rps served "
+                         f"with {reps} replicas")
+    lines.append(f"profit {_usd(f.rate_usd_per_h)}/h; moves {_usd(f.moves_usd)}")
+    return "\n".join(lines)
