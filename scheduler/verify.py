@@ -411,15 +411,14 @@ def compute(idx: Index, cond: Conditions, dec: Decisions) -> Physics:
     job_usd, job_work = {}, {}
     for jid, place in dec.job_place.items():
         job, cap = idx.job[jid], dec.job_cap_w.get(jid)
-        usd = work = 0.0
         for rid, n in place.items():
             model = idx.rack[rid][1].gpus.model
-            perf = idx.perf(model, cap)
             busy[rid] += n
             busy_w[rid] += n * (cap + sc.gpu_models[model].host_w)
-            usd += n * job.value_per_gpu_h[model] * perf
-            work += n * perf
-        job_usd[jid], job_work[jid] = usd, work
+        if place:   # SPEC 4 counts the job's `gpus` at the model of its (first) rack
+            model = idx.rack[next(iter(place))][1].gpus.model
+            perf = idx.perf(model, cap)
+            job_usd[jid], job_work[jid] = job.gpus * job.value_per_gpu_h[model] * perf, job.gpus * perf
     capacity = {}
     for sid, rows in dec.svc_place.items():
         svc, rps = idx.svc[sid], 0.0
