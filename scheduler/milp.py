@@ -29,6 +29,9 @@ class _Highs(pulp.HiGHS):
         self.start = start
 
     def callSolver(self, lp):
+        # PuLP leaves the objective constant out; HiGHS needs it for a true relative gap
+        sign = -1.0 if lp.sense == pulp.LpMaximize else 1.0
+        lp.solverModel.changeObjectiveOffset(sign * lp.objective.constant)
         if self.start is not None:
             sol = highspy.HighsSolution()
             sol.col_value = self.start
@@ -193,8 +196,9 @@ def _apply_start(m: Model, opts: SolveOptions) -> list[float] | None:
     return start
 
 
-def _cbc_bound(log: str) -> float | None:
-    match = re.findall(r"(?:Lower|Upper) bound:\s*(-?[0-9.eE+-]+)", log)
+def _cbc_objective(log: str) -> float | None:
+    """CBC's own objective value (without PuLP's constant) from its log."""
+    match = re.findall(r"Objective value:\s*(-?[0-9.eE+-]+)", log)
     return float(match[-1]) if match else None
 
 
@@ -229,13 +233,15 @@ def solve_milp(p: Problem, opts: SolveOptions | None = None) -> SolveResult:
                                       highspy.HighsModelStatus.kUnboundedOrInfeasible)
         is_mip = any(v.cat == pulp.LpInteger for v in m.lp.variables())
         raw = info.mip_dual_bound if is_mip else info.objective_function_value
-        # HiGHS minimises the negated objective without its constant
-        bound = m.constant_usd - raw if math.isfinite(raw) else None
+        # HiGHS minimises the negated objective (constant included as an offset)
+        bound = -raw if math.isfinite(raw) else None
     else:
         proven = status == pulp.LpStatusOptimal and sol_status == pulp.LpSolutionOptimal
         infeasible = status == pulp.LpStatusInfeasible
-        raw = _cbc_bound(log_text)
-        bound = None if raw is None else m.constant_usd + abs(raw) * (1 if raw >= 0 else -1)
+        # CBC stops at relative gap `gapRel` of its own objective (the constant left out), so a
+        # proven stop bounds the true objective by objective + gapRel * |CBC objective|
+        raw = _cbc_objective(log_text)
+        bound = None
     if infeasible or not has_solution:
         if infeasible:
             return _infeasible(p, opts, t0, m)
@@ -244,8 +250,8 @@ def solve_milp(p: Problem, opts: SolveOptions | None = None) -> SolveResult:
     obj = evaluate(p, a).objective_usd
     if bound is not None and bound < obj:
         bound = obj  # numerical noise of the solver's bound
-    if opts.backend == "cbc" and proven and bound is None:
-        bound = obj
+    if opts.backend == "cbc" and proven:
+        bound = obj + (opts.gap or 0.0) * abs(raw if raw is not None else obj)
     seconds = time.perf_counter() - t0
     return SolveResult(assignment=a, method="milp", backend=opts.backend,
                        status="optimal" if proven else "feasible", seconds=seconds,
@@ -283,6 +289,6 @@ def _infeasible(p: Problem, opts: SolveOptions, t0: float, m: Model) -> SolveRes
 def lp_bound(p: Problem) -> float:
     """Upper bound on the objective from the LP relaxation (cheap; used to report heuristic gaps)."""
     m = build(p)
-    m.lp.solve(pulp.HiGHS(msg=False, mip=False))
+    m.lp.solve(_Highs(msg=False, mip=False))
     info = m.lp.solverModel.getInfo()
-    return m.constant_usd - info.objective_function_value if m.lp.status == pulp.LpStatusOptimal else math.inf
+    return -info.objective_function_value if m.lp.status == pulp.LpStatusOptimal else math.inf

@@ -155,7 +155,7 @@ def build(p: Problem, explain: bool = False) -> Model:
     J, I = len(p.job_ids), len(p.svc_ids)
     rows: dict[str, str] = {}
     slacks: dict[str, pulp.LpVariable] = {}
-    obj_terms: list[tuple[pulp.LpVariable, float]] = []
+    obj: dict[pulp.LpVariable, float] = defaultdict(float)   # a variable may collect several terms
     constant = 0.0
 
     def add_row(expr, sense: str, rhs: float, label: str, slack_kind: str | None = None):
@@ -185,7 +185,7 @@ def build(p: Problem, explain: bool = False) -> Model:
                 w[j, d, c] = pulp.LpVariable(f"w_{j}_{d}_{c}", cat=pulp.LpBinary)
                 job_levels_by_domain[d].add(c)
                 if not explain:
-                    obj_terms.append((w[j, d, c], h * p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]))
+                    obj[w[j, d, c]] += h * p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]
         mine = [v for (jj, _, _), v in w.items() if jj == j]
         if p.job_required[j]:
             if not mine:
@@ -250,7 +250,7 @@ def build(p: Problem, explain: bool = False) -> Model:
             loop_terms[l_].append((v, a))
             site_terms[s_].append((v, a * factor))
             if not explain:
-                obj_terms.append((v, -price_kw[s_] * factor * a))
+                obj[v] += -price_kw[s_] * factor * a
 
     # training GPUs at (domain, level) equal the jobs placed there
     for (d, c), tvars in domain_level_t.items():
@@ -275,7 +275,7 @@ def build(p: Problem, explain: bool = False) -> Model:
             keep[j, c] = pulp.LpVariable(f"keep_{j}_{c}", cat=pulp.LpBinary)
             add_row(keep[j, c] - w[j, d, c], "<=", 0, f"keep[{p.job_ids[j]}@{c}]")
             if not explain:
-                obj_terms.append((keep[j, c], cost))
+                obj[keep[j, c]] += cost
             for k, n in run.items():
                 keep_room[k, c].append((keep[j, c], -n))
     for (k, c), terms in keep_room.items():
@@ -303,13 +303,13 @@ def build(p: Problem, explain: bool = False) -> Model:
             add_row(pulp.lpSum(reps) - dev, "<=", have, f"moves_up[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             add_row(-pulp.lpSum(reps) - dev, "<=", -have, f"moves_down[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             if not explain:
-                obj_terms.append((dev, -cost))
+                obj[dev] += -cost
         # replicas started in rack classes (nothing runs there) cost one move each
         for u in units:
             if len(u.racks) > 1 and not explain:
                 for (ii, _), v in u.r.items():
                     if ii == i:
-                        obj_terms.append((v, -cost))
+                        obj[v] += -cost
 
     # --- served load --------------------------------------------------------------------------
     served: dict[int, pulp.LpVariable] = {}
@@ -324,7 +324,7 @@ def build(p: Problem, explain: bool = False) -> Model:
             add_row(pulp.LpAffineExpression([(served[i], 1)] + [(v, -a) for v, a in capacity_terms[i]]),
                     "<=", 0, f"served[{p.svc_ids[i]}]")
             if not explain:
-                obj_terms.append((served[i], gain))
+                obj[served[i]] += gain
 
     # --- miners ---------------------------------------------------------------------------------
     miner_classes: list[MinerClass] = []
@@ -350,7 +350,7 @@ def build(p: Problem, explain: bool = False) -> Model:
                 loop_terms[l_].append((v, pkw[n]))
                 site_terms[s_].append((v, pkw[n] * factor))
                 if not explain:
-                    obj_terms.append((v, usd_th * pth[n] - price_kw[s_] * factor * pkw[n]))
+                    obj[v] += usd_th * pth[n] - price_kw[s_] * factor * pkw[n]
             if mc.n:
                 add_row(pulp.lpSum(mc.n), "<=", len(racks), f"miner_racks[{p.rack_ids[racks[0]]}+{len(racks) - 1}]")
             miner_classes.append(mc)
@@ -364,7 +364,7 @@ def build(p: Problem, explain: bool = False) -> Model:
                 loop_terms[l_].append((v, kw[q]))
                 site_terms[s_].append((v, kw[q] * factor))
                 if not explain:
-                    obj_terms.append((v, usd_th * th[q] - price_kw[s_] * factor * kw[q]))
+                    obj[v] += usd_th * th[q] - price_kw[s_] * factor * kw[q]
             add_row(pulp.lpSum(mr.m), "<=", count, f"rack_miners[{p.rack_ids[k]}]")
             if count * kw.max() > limit - base + EPS:
                 add_row(pulp.LpAffineExpression(list(zip(mr.m, kw))), "<=", limit - base,
@@ -396,7 +396,7 @@ def build(p: Problem, explain: bool = False) -> Model:
     if explain:
         lp += pulp.lpSum(s * (1e4 if label.startswith("required") else 1.0) for label, s in slacks.items())
     else:
-        lp += pulp.LpAffineExpression(obj_terms)
+        lp += pulp.LpAffineExpression(list(obj.items()), constant=constant)
     return Model(problem=p, lp=lp, constant_usd=constant, units=units, miner_classes=miner_classes,
                  miner_racks=miner_racks, w=w, keep=keep, served=served, rows=rows, slacks=slacks,
                  unplaceable_required=unplaceable_required)
