@@ -1,0 +1,59 @@
+"""`wattsched serve SCENARIO`: parse flags, load settings and scenario, run the daemon. No logic here."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..model.load import ScenarioError, load_scenario
+from .settings import SettingsError, load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", help="site scenario file (YAML or JSON); or WATTSCHED_SCENARIO")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1; WATTSCHED_HOST)")
+    parser.add_argument("--port", type=int, help="listen port (default 8080; WATTSCHED_PORT)")
+    parser.add_argument("--db", help="SQLite state file (default wattsched.db; WATTSCHED_DB)")
+    parser.add_argument("--tick-s", type=float, dest="tick_s", help="re-plan at least every N seconds (default 60)")
+    parser.add_argument("--milp-time-limit-s", type=float, dest="milp_time_limit_s",
+                        help="time limit of the background MILP (default 30)")
+    parser.add_argument("--no-milp", action="store_const", const=False, dest="milp",
+                        help="do not run the MILP in the background")
+    parser.add_argument("--fast-method", dest="fast_method",
+                        help="solver of the fast path (default: heuristic, else milp with a short limit)")
+    parser.add_argument("--plan-file", dest="plan_file", help="file actuator: write each adopted plan here")
+    parser.add_argument("--webhook-url", dest="webhook_url", help="webhook actuator: POST each adopted plan here")
+    parser.add_argument("--auth-token-file", dest="auth_token_file",
+                        help="bearer token for write endpoints, first line of this file (or WATTSCHED_AUTH_TOKEN)")
+    parser.add_argument("--env-file", dest="env_file", help="read WATTSCHED_* settings from this file too")
+    parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {k: getattr(args, k, None) for k in
+                 ("scenario", "host", "port", "db", "tick_s", "milp_time_limit_s", "milp", "fast_method",
+                  "plan_file", "webhook_url", "auth_token_file", "log_level")}
+    try:
+        settings = load_settings(env_file=getattr(args, "env_file", None), **overrides)
+        settings.token()  # fail now on an unreadable token file
+    except SettingsError as err:
+        for line in err.problems:
+            sys.stderr.write(f"wattsched serve: {line}\n")
+        return 2
+    if settings.scenario is None:
+        sys.stderr.write("wattsched serve: scenario: required (argument or WATTSCHED_SCENARIO)\n")
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        scenario = load_scenario(settings.scenario)
+        from .daemon import Daemon  # heavy imports only once the inputs are known to be good
+        daemon = Daemon(scenario, settings)
+    except ScenarioError as err:
+        for line in err.problems:
+            sys.stderr.write(f"wattsched serve: {line}\n")
+        return 2
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"wattsched serve: {err}\n")
+        return 2
+    daemon.serve()
+    return 0

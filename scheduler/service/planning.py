@@ -1,0 +1,278 @@
+"""The daemon's planning ports: a planner (problem -> SolveResult), a verifier (scenario, plan ->
+violations) and the helpers that carry the adopted plan into the next scenario.
+
+The defaults use whatever solvers the project has: the Numba fast path (`heuristic`) when it is
+importable, else the MILP with a short time limit; `GreedyPlanner` is a dependency-free fallback.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from ..assignment import Assignment, evaluate, violations
+from ..model.scenario import Scenario
+from ..problem import GPU, MINER, Problem
+from ..solve import SolveOptions, SolveResult, solve
+
+
+class Planner(Protocol):
+    """What plans: one method, so tests and the daemon can swap solvers."""
+
+    name: str
+
+    def plan(self, problem: Problem, start: Optional[Assignment]) -> SolveResult: ...
+
+
+Verifier = Callable[[Scenario, dict], list]
+
+
+class SolverPlanner:
+    """A planner backed by `scheduler.solve.solve(problem, method, options)`."""
+
+    def __init__(self, method: str, time_limit_s: Optional[float] = None, threads: Optional[int] = None):
+        self.method = method
+        self.name = method
+        self.time_limit_s = time_limit_s
+        self.threads = threads
+
+    def plan(self, problem: Problem, start: Optional[Assignment]) -> SolveResult:
+        opts = SolveOptions(time_limit_s=self.time_limit_s, warm_start=start, threads=self.threads,
+                            explain_infeasible=False)
+        return solve(problem, self.method, opts)
+
+
+class GreedyPlanner:
+    """Dependency-free fallback: keep what fits, then add work by marginal profit while every limit holds.
+
+    Slow on big sites (it re-evaluates the whole site per step) but always returns a plan that
+    `evaluate`/`violations` accept; the daemon uses it only when no other solver is importable.
+    """
+
+    name = "greedy"
+
+    def plan(self, problem: Problem, start: Optional[Assignment]) -> SolveResult:
+        t0 = time.perf_counter()
+        p = problem
+        a = Assignment.empty(p)
+
+        def fits(cand: Assignment) -> bool:
+            return not violations(p, evaluate(p, cand))
+
+        if violations(p, evaluate(p, a)):
+            return SolveResult(None, self.name, "infeasible", time.perf_counter() - t0,
+                               infeasible=violations(p, evaluate(p, a)))
+        free = p.rack_count.copy()
+        free[p.rack_kind != GPU] = 0
+        # training: most valuable first, top allowed cap level first, racks in domain order
+        order = sorted(range(len(p.job_ids)), key=lambda j: -np.nanmax(
+            np.nan_to_num(p.job_value_per_gpu_h[j], nan=-1.0)) * p.job_gpus[j])
+        order.sort(key=lambda j: not p.job_required[j])
+        for j in order:
+            placed = False
+            domains = [d for d in range(len(p.domain_ids)) if p.job_domain_ok(j, d)]
+            if p.job_run_domain[j] >= 0 and p.job_run_domain[j] in domains:
+                domains.remove(p.job_run_domain[j])
+                domains.insert(0, int(p.job_run_domain[j]))
+            for d in domains:
+                g = p.domain_model[d]
+                for level in range(p.gpu_n_levels[g] - 1, p.job_min_level[j, g] - 1, -1):
+                    place, need = {}, int(p.job_gpus[j])
+                    for k in p.domain_rack_list(d).tolist():
+                        take = min(need, int(free[k]))
+                        if take:
+                            place[k] = take
+                            need -= take
+                    if need:
+                        break
+                    a.job_level[j], a.job_place[j] = level, place
+                    if fits(a):
+                        for k, n in place.items():
+                            free[k] -= n
+                        placed = True
+                        break
+                    a.job_level[j], a.job_place[j] = -1, {}
+                if placed:
+                    break
+        # inference: add replicas one at a time at the top allowed level until demand is met
+        for i in range(len(p.svc_ids)):
+            gpr = int(p.svc_gpus_per_replica[i])
+            for k in range(p.n_racks):
+                if not p.svc_rack_ok(i, k):
+                    continue
+                g = p.rack_model[k]
+                level = int(p.gpu_n_levels[g] - 1)
+                while free[k] >= gpr and evaluate(p, a).served_rps[i] < p.svc_demand_rps[i] - 1e-9:
+                    key = (k, level)
+                    a.svc_place[i][key] = a.svc_place[i].get(key, 0) + 1
+                    if not fits(a):
+                        a.svc_place[i][key] -= 1
+                        if not a.svc_place[i][key]:
+                            del a.svc_place[i][key]
+                        break
+                    free[k] -= gpr
+        # miners: the most profitable mode per rack, as many as fit, only when profitable
+        price = p.site_price_usd_per_mwh
+        for k in np.nonzero(p.rack_kind == MINER)[0].tolist():
+            m = p.rack_model[k]
+            kw = p.miner_kw[m]
+            usd_h = (p.miner_th_s[m] * p.miner_usd_per_th_h
+                     - np.where(np.isfinite(kw), kw, 0.0) * p.rack_site_factor[k] * price[p.rack_site[k]] / 1000.0)
+            usd_h[~np.isfinite(kw)] = -np.inf
+            q = int(np.argmax(usd_h))
+            if usd_h[q] <= 0:
+                continue
+            lo, hi = 0, int(p.rack_count[k])
+            while lo < hi:  # largest count that fits
+                mid = (lo + hi + 1) // 2
+                a.miners[k, q] = mid
+                if fits(a):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            a.miners[k, q] = lo
+        return SolveResult(a, self.name, "feasible", time.perf_counter() - t0)
+
+
+def heuristic_available() -> bool:
+    try:
+        from .. import heuristic  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def milp_available() -> bool:
+    try:
+        from .. import milp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_fast_planner(milp_time_limit_s: float = 2.0) -> Planner:
+    """`heuristic` when the Numba fast path is importable, else the MILP with a short limit, else greedy."""
+    if heuristic_available():
+        return SolverPlanner("heuristic")
+    if milp_available():
+        return SolverPlanner("milp", time_limit_s=milp_time_limit_s)
+    return GreedyPlanner()
+
+
+def default_full_planner(time_limit_s: float) -> Optional[Planner]:
+    """The background optimiser: the MILP with a time limit, or None when it is not importable."""
+    return SolverPlanner("milp", time_limit_s=time_limit_s) if milp_available() else None
+
+
+def default_verifier() -> Verifier:
+    """`scheduler.verify.verify_plan` when present, else a figure-against-limit check of the plan."""
+    try:
+        from ..verify import verify_plan
+        return verify_plan
+    except ImportError:
+        return basic_verify
+
+
+def basic_verify(scenario: Scenario, plan: dict) -> list[str]:
+    """Checks a plan's stated figures against the scenario's limits (stand-in for scheduler.verify)."""
+    out = []
+    tol = 1e-6
+    sites = {s.id: s for s in scenario.sites}
+    racks = {r.id: r for s in scenario.sites for r in s.racks}
+    for s in plan.get("sites", []):
+        if s["site_kw"] > sites[s["id"]].grid_limit_kw + tol:
+            out.append(f"site_power[{s['id']}]: {s['site_kw']:.3f} kW > {sites[s['id']].grid_limit_kw:g} kW")
+    for r in plan.get("racks", []):
+        if r["kw"] > racks[r["id"]].limit_kw + tol:
+            out.append(f"rack_power[{r['id']}]: {r['kw']:.3f} kW > {racks[r['id']].limit_kw:g} kW")
+    for f in plan.get("feeds", []):
+        if f["kw"] > f["limit_kw"] + tol:
+            out.append(f"feed_power[{f['id']}]: {f['kw']:.3f} kW > {f['limit_kw']:g} kW")
+    for lp in plan.get("loops", []):
+        if lp["heat_kw"] > lp["capacity_kw"] + tol:
+            out.append(f"loop_heat[{lp['id']}]: {lp['heat_kw']:.3f} kW > {lp['capacity_kw']:.3f} kW")
+    return out
+
+
+def scenario_with_running(data: dict, plan: Optional[dict]) -> dict:
+    """The scenario dict with `running` of every workload the plan mentions set to its placement."""
+    if not plan or plan.get("objective_usd") is None:
+        return data
+    train = {t["id"]: t for t in plan.get("training", [])}
+    infer = {s["id"]: s for s in plan.get("inference", [])}
+    racks = {r.get("id") for s in data.get("sites", []) for r in s.get("racks", [])}
+    out = dict(data)
+    jobs = []
+    for job in data.get("training", []):
+        t = train.get(job["id"])
+        if t is not None:
+            job = dict(job)
+            job.pop("running", None)
+            place = {k: n for k, n in t["placement"].items() if n}
+            if t["scheduled"] and place and set(place) <= racks and sum(place.values()) == job["gpus"]:
+                job["running"] = place
+        jobs.append(job)
+    svcs = []
+    for svc in data.get("inference", []):
+        s = infer.get(svc["id"])
+        if s is not None:
+            svc = dict(svc)
+            per_rack: dict[str, int] = {}
+            for e in s["placement"]:
+                per_rack[e["rack"]] = per_rack.get(e["rack"], 0) + int(e["replicas"])
+            svc.pop("running", None)
+            if per_rack and set(per_rack) <= racks:
+                svc["running"] = per_rack
+        svcs.append(svc)
+    out["training"], out["inference"] = jobs, svcs
+    return out
+
+
+def assignment_from_plan(problem: Problem, plan: dict) -> Optional[Assignment]:
+    """An adopted plan back in index form for `problem` (None when it does not fit the problem)."""
+    try:
+        from ..plan_io import assignment_from_plan as external
+        return external(problem, plan)
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - a plan of another shape simply cannot be reused
+        return None
+    p = problem
+    try:
+        a = Assignment.empty(p)
+        rack = {rid: k for k, rid in enumerate(p.rack_ids)}
+        jobs = {jid: j for j, jid in enumerate(p.job_ids)}
+        svcs = {sid: i for i, sid in enumerate(p.svc_ids)}
+
+        def level_of(k: int, cap_w: float) -> int:
+            g = p.rack_model[k]
+            hit = np.nonzero(np.abs(p.gpu_cap_w[g, :p.gpu_n_levels[g]] - cap_w) < 1e-9)[0]
+            if not len(hit):
+                raise KeyError(cap_w)
+            return int(hit[0])
+
+        for t in plan.get("training", []):
+            if t["id"] not in jobs or not t["scheduled"]:
+                continue
+            j = jobs[t["id"]]
+            place = {rack[r]: int(n) for r, n in t["placement"].items() if n}
+            a.job_place[j] = place
+            a.job_level[j] = level_of(next(iter(place)), t["cap_w"])
+        for s in plan.get("inference", []):
+            if s["id"] not in svcs:
+                continue
+            i = svcs[s["id"]]
+            for e in s["placement"]:
+                k = rack[e["rack"]]
+                key = (k, level_of(k, e["cap_w"]))
+                a.svc_place[i][key] = a.svc_place[i].get(key, 0) + int(e["replicas"])
+        for r in plan.get("racks", []):
+            k = rack[r["id"]]
+            if p.rack_kind[k] == MINER:
+                names = p.miner_mode_names[p.rack_model[k]]
+                for mode, n in r.get("miners", {}).items():
+                    a.miners[k, names.index(mode)] = int(n)
+        return a
+    except (KeyError, ValueError, StopIteration, IndexError):
+        return None
