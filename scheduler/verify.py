@@ -22,6 +22,7 @@ TOL_KW = 1e-6      # a hard limit is broken by more than this
 ABS_TOL = 1e-6     # reported figures: abs + rel * magnitude
 REL_TOL = 1e-9
 BODY_LISTS = ("sites", "racks", "loops", "feeds", "training", "inference")
+STATUSES = ("optimal", "feasible", "infeasible")
 
 
 # ---------------------------------------------------------------- small readers
@@ -188,7 +189,7 @@ class Decisions:
 
 def _gpu_rack(idx: Index, rid: Any, models, path: str, out: list[str]):
     """The rack a job or service may use, or None (with the reason in `out`)."""
-    if rid not in idx.rack:
+    if not isinstance(rid, str) or rid not in idx.rack:
         out.append(f"{path}: unknown rack {show(rid)}")
         return None
     site, rack = idx.rack[rid]
@@ -641,15 +642,22 @@ def verify_plan(scenario: Scenario, plan: Any) -> list[str]:
     moves_usd = check_moves(idx, dec, job_before, svc_before, set(), "", out)
     rate = ph.other_usd_per_h + sum(ph.job_usd_per_h.values())
     objective = cond.hours * rate - moves_usd
-    check_objective(plan, objective, "", out)
+    check_objective(plan, objective, out)
     return out
 
 
-def check_objective(plan: dict, objective: float, prefix: str, out: list[str]) -> None:
-    compare(f"{prefix}objective_usd", float(plan["objective_usd"]), objective, out)
-    solver = plan.get("solver")
-    if isinstance(solver, dict) and is_number(solver.get("objective_usd")):
-        compare(f"{prefix}solver.objective_usd", float(solver["objective_usd"]), objective, out)
+def check_objective(plan: dict, objective: float, out: list[str]) -> None:
+    """The plan's objective, and the solver block's status and objective where given."""
+    compare("objective_usd", float(plan["objective_usd"]), objective, out)
+    solver = plan.get("solver", {})
+    if not isinstance(solver, dict):
+        out.append(f"solver: must be a mapping (got {show(solver)})")
+        return
+    if "status" in solver and solver["status"] not in STATUSES:
+        out.append(f"solver.status: must be one of {', '.join(STATUSES)} (got {show(solver['status'])})")
+    reported = read_number(solver, "objective_usd", "solver", out, required=False)
+    if reported is not None:
+        compare("solver.objective_usd", reported, objective, out)
 
 
 def load_plan(path: str | Path) -> dict:

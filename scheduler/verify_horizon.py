@@ -64,7 +64,7 @@ def verify_horizon(sc: Scenario, plan: dict) -> list[str]:
     state = _Work(sc)
     total_usd = _periods(sc, idx, periods, decs, starts, state, out)
     penalties_usd = _totals(sc, idx, plan, state, end_h, out)
-    check_objective(plan, total_usd - penalties_usd, "", out)
+    check_objective(plan, total_usd - penalties_usd, out)
     return out
 
 

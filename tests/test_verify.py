@@ -3,6 +3,7 @@ limit, misreported figure or malformed entry gives exactly one named line."""
 from __future__ import annotations
 
 import copy
+import random
 import json
 
 import pytest
@@ -227,6 +228,17 @@ def test_wrong_solver_objective():
     assert check(scenario_dict(), plan) == ["solver.objective_usd: reported 975.793168, recomputed 974.793168"]
 
 
+def test_solver_block():
+    plan = solver_plan(scenario_dict())
+    plan["solver"]["status"] = "great"
+    plan["solver"]["objective_usd"] = "a lot"
+    assert check(scenario_dict(), plan) == [
+        "solver.status: must be one of optimal, feasible, infeasible (got 'great')",
+        "solver.objective_usd: must be a number (got 'a lot')"]
+    plan["solver"] = "milp"
+    assert check(scenario_dict(), plan) == ["solver: must be a mapping (got 'milp')"]
+
+
 def test_wrong_rack_kw():
     plan = hand_plan()
     plan["racks"][1]["kw"] = 40.0
@@ -429,3 +441,32 @@ def test_verifier_is_independent_of_the_solvers():
         for name in names:
             assert not any(bad in name for bad in ("problem", "assignment", "milp", "solve", "kernels")), name
 
+
+
+JUNK = [None, "x", -1, 1.5, [], {}, True, float("nan"), float("inf"), 10**9, [1], {"a": 1}, 0, "G001", ["G001"]]
+
+
+def mangle(plan, rng: random.Random) -> None:
+    """Delete one random place of a plan or put junk there."""
+    places, stack = [], [(plan, ())]
+    while stack:
+        obj, path = stack.pop()
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        for k, v in items:
+            places.append((obj, k))
+            stack.append((v, path + (k,)))
+    parent, key = rng.choice(places)
+    if rng.random() < 0.3:
+        parent.pop(key)
+    else:
+        parent[key] = copy.deepcopy(rng.choice(JUNK))
+
+
+def test_mangled_plans_give_lines_not_tracebacks():
+    sc, rng = parse_scenario(scenario_dict()), random.Random(7)
+    for _ in range(400):
+        plan = hand_plan()
+        for _ in range(rng.randint(1, 3)):
+            mangle(plan, rng)
+        out = verify_plan(sc, plan)
+        assert all(isinstance(line, str) and "\n" not in line for line in out)

@@ -2,7 +2,9 @@
 and broken ramps, lateness, work, moves and timing are each named exactly."""
 from __future__ import annotations
 
+import copy
 import json
+import random
 
 from scheduler.assignment import Assignment, to_plan
 from scheduler.model import parse_scenario
@@ -210,3 +212,25 @@ def test_horizon_plan_for_a_scenario_without_periods():
     sc = scenario_dict()
     del sc["periods"]
     assert check(sc, good_plan()) == ["periods: the plan has periods but the scenario has none"]
+
+
+def test_mangled_horizon_plans_give_lines_not_tracebacks():
+    junk = [None, "x", -1, 1.5, [], {}, True, float("nan"), 10**9, [1], {"a": 1}, 0, "G001"]
+    sc, rng = parse_scenario(scenario_dict()), random.Random(11)
+    base = good_plan()
+    for _ in range(300):
+        plan = copy.deepcopy(base)
+        places, stack = [], [plan]
+        while stack:
+            obj = stack.pop()
+            for k, v in (obj.items() if isinstance(obj, dict) else enumerate(obj)):
+                places.append((obj, k))
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+        parent, key = rng.choice(places)
+        if rng.random() < 0.3:
+            parent.pop(key)
+        else:
+            parent[key] = copy.deepcopy(rng.choice(junk))
+        out = verify_plan(sc, plan)
+        assert all(isinstance(line, str) and "\n" not in line for line in out)
