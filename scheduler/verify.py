@@ -204,12 +204,13 @@ def _gpu_rack(idx: Index, rid: Any, models, path: str, out: list[str]):
 
 
 def _cap(idx: Index, cap: Any, model: str, min_cap_w: Optional[float], path: str,
-         out: list[str]) -> Optional[float]:
+         bad: list[str], out: list[str]) -> Optional[float]:
+    """A cap level of `model`; one it is not (unknown perf) goes to `bad`, one below the minimum to `out`."""
     if not is_number(cap):
-        out.append(f"{path}: must be a number (got {show(cap)})")
+        bad.append(f"{path}: must be a number (got {show(cap)})")
         return None
     if idx.perf(model, cap) is None:
-        out.append(f"{path}: {fmt(cap)} W is not a cap level of GPU model '{model}' ({idx.levels_text(model)})")
+        bad.append(f"{path}: {fmt(cap)} W is not a cap level of GPU model '{model}' ({idx.levels_text(model)})")
         return None
     if min_cap_w is not None and cap < min_cap_w - 1e-9:
         out.append(f"{path}: {fmt(cap)} W is below min_cap_w {fmt(min_cap_w)}")
@@ -320,14 +321,14 @@ def _read_training(idx: Index, body: dict, prefix: str, dec: Decisions, bad: lis
             out.append(f"{path}.placement: placement spans domains "
                        + ", ".join(f"'{d}'" for d in sorted(domains)) + "; it must lie in one")
         total = sum(placed.values())
-        if len(placed) == len([1 for n in place.values() if n]) and total != job.gpus:
+        if len(placed) == len([1 for n in place.values() if n]) and total != job.gpus:  # all racks readable
             out.append(f"{path}.placement: {total} GPUs placed, the job needs {job.gpus}")
         dec.job_place[jid] = placed
         models = {idx.rack[rid][1].gpus.model for rid in placed}
         if "cap_w" not in e:
             bad.append(f"{path}.cap_w: missing")
         for model in sorted(models):
-            cap = _cap(idx, e.get("cap_w"), model, job.min_cap_w, f"{path}.cap_w", bad) if "cap_w" in e else None
+            cap = _cap(idx, e.get("cap_w"), model, job.min_cap_w, f"{path}.cap_w", bad, out) if "cap_w" in e else None
             if cap is not None:
                 dec.job_cap_w[jid] = cap
     for jid in idx.job:
@@ -362,17 +363,16 @@ def _read_inference(idx: Index, body: dict, prefix: str, dec: Decisions, bad: li
             if not isinstance(row, dict):
                 bad.append(f"{rp}: must be a mapping with rack, replicas, cap_w (got {show(row)})")
                 continue
-            for key in ("rack", "replicas", "cap_w"):
-                if key not in row:
-                    bad.append(f"{rp}.{key}: missing")
-            if any(key not in row for key in ("rack", "replicas", "cap_w")):
+            missing = [key for key in ("rack", "replicas", "cap_w") if key not in row]
+            bad += [f"{rp}.{key}: missing" for key in missing]
+            if missing:
                 continue
             r = read_count(row["replicas"], f"{rp}.replicas", bad)
             rack = _gpu_rack(idx, row["rack"], svc.replica_rps, f"{rp}.rack", bad)
             if rack is None or r is None:
                 continue
             _site_ok(idx, svc.sites, row["rack"], f"{rp}.rack", out)
-            cap = _cap(idx, row["cap_w"], rack.gpus.model, svc.min_cap_w, f"{rp}.cap_w", bad)
+            cap = _cap(idx, row["cap_w"], rack.gpus.model, svc.min_cap_w, f"{rp}.cap_w", bad, out)
             if cap is not None and r:
                 rows.append((row["rack"], cap, r))
         dec.svc_place[sid] = rows
