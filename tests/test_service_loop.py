@@ -14,7 +14,7 @@ from scheduler.service.store import SqliteStore
 from scheduler.verify import verify_plan
 
 
-def small_site(grid_limit_kw: float = 400.0) -> dict:
+def small_site(grid_limit_kw: float = 200.0) -> dict:
     """One site: 4 GPU racks of 8 GPUs in one domain, 4 miner racks; cheap power, decent hashprice."""
     racks = [{"id": f"G{n}", "feed": "F1", "loop": "dlc", "limit_kw": 12.0, "idle_kw": 0.3, "domain": "pod",
               "gpus": {"model": "H100", "count": 8}} for n in range(4)]
@@ -65,5 +65,225 @@ def test_first_replan_adopts_a_verified_plan(tmp_path):
     assert out.adopted, out
     cur = loop.current()
     assert cur.row.seq == out.seq == act.published[-1]["seq"]
-    assert verify_plan(cur.scenario, cur.row.plan) == []
+    assert verify_plan(cur.scenario, cur.row.plan) == [] and basic_verify(cur.scenario, cur.row.plan) == []
     assert loop.workload("training", "ft-a")["status"] in ("running", "queued")
+
+
+def site_kw(loop) -> float:
+    return loop.current().row.plan["sites"][0]["site_kw"]
+
+
+@pytest.mark.parametrize("planner", ["greedy", "default"])
+def test_demand_response_cut_is_obeyed_by_the_next_plan(tmp_path, planner):
+    fast = GreedyPlanner() if planner == "greedy" else default_fast_planner(milp_time_limit_s=10.0)
+    loop, act = make_loop(tmp_path, fast=fast)
+    loop.start()
+    loop.replan("start")
+    before = site_kw(loop)
+    assert before > 180.0  # the site runs near its 200 kW limit before the cut
+    loop.post_signal({"site": "wa", "grid_limit_kw": 120.0})
+    out = loop.replan("change")
+    assert out.adopted, out
+    plan = loop.current().row.plan
+    assert plan["sites"][0]["grid_limit_kw"] == 120.0
+    assert site_kw(loop) <= 120.0 + 1e-6
+    assert verify_plan(loop.current().scenario, plan) == []
+    assert act.published[-1]["plan"] is plan
+
+
+def test_tick_replans_without_events_and_due_follows_the_clock(tmp_path):
+    clock = FakeClock()
+    loop, _ = make_loop(tmp_path, clock=clock)
+    loop.start()
+    assert loop.due()
+    loop.tick()
+    assert not loop.due()
+    clock.advance(59.0)
+    assert not loop.due()
+    clock.advance(1.0)
+    assert loop.due()
+    seq = loop.current().row.seq
+    out = loop.tick()  # same inputs, same planner: the plan is not better, so it is kept
+    assert not out.adopted and out.why == "not better"
+    assert loop.current().row.seq == seq and not loop.due()
+
+
+def test_submit_and_cancel_are_stored_and_change_the_plan(tmp_path):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    loop.replan()
+    view = loop.submit("training", {"id": "ft-b", "gpus": 8, "value_per_gpu_h": {"H100": 9.0}})
+    assert view["status"] == "pending" and view["source"] == "api"
+    loop.replan()
+    assert loop.workload("training", "ft-b")["status"] == "running"
+    loop.cancel("training", "ft-b")
+    loop.cancel("inference", "chat")  # a workload of the base scenario can be cancelled too
+    loop.replan()
+    ids = {t["id"] for t in loop.current().row.plan["training"]}
+    assert ids == {"ft-a"} and loop.current().row.plan["inference"] == []
+    rows = {(r.kind, r.id): r.state for r in loop.store.workloads()}
+    assert rows == {("training", "ft-b"): "cancelled", ("inference", "chat"): "cancelled"}
+
+
+@pytest.mark.parametrize("kind,body,expected", [
+    ("training", {"id": "x", "gpus": 0, "value_per_gpu_h": {"H100": 1.0}}, "gpus: input should be greater than or equal to 1"),
+    ("training", {"id": "x", "gpus": 8, "value_per_gpu_h": {"B200": 1.0}}, "value_per_gpu_h"),
+    ("training", {"id": "x", "gpus": 8, "value_per_gpu_h": {"H100": 1.0}, "colour": "red"}, "colour: unknown key"),
+    ("training", {"id": "x", "gpus": 8, "value_per_gpu_h": {"H100": 1.0}, "running": {"G9": 8}}, "running"),
+    ("training", {"id": "x", "gpus": 8, "value_per_gpu_h": {"H100": 1.0}, "sites": ["tx"]}, "sites[0]"),
+    ("inference", {"id": "y", "gpus_per_replica": 1, "replica_rps": {"H100": 10.0}, "demand_rps": -1,
+                   "value_per_1k": 0.1}, "demand_rps"),
+    ("inference", {"id": "y"}, "gpus_per_replica: required field is missing"),
+    ("training", ["not", "a", "mapping"], "body: must be a JSON object"),
+])
+def test_invalid_submissions_name_the_field_and_store_nothing(tmp_path, kind, body, expected):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    version = loop.version()
+    with pytest.raises(InputError) as err:
+        loop.submit(kind, body)
+    assert err.value.status == 422
+    assert any(expected in line for line in err.value.problems), err.value.problems
+    assert loop.store.workloads() == [] and loop.version() == version
+
+
+def test_duplicate_ids_conflict_across_kinds(tmp_path):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    with pytest.raises(InputError) as err:
+        loop.submit("inference", {"id": "ft-a", "gpus_per_replica": 1, "replica_rps": {"H100": 1.0},
+                                  "demand_rps": 1.0, "value_per_1k": 0.1})
+    assert err.value.status == 409 and err.value.problems == ["id: a training workload 'ft-a' already exists"]
+    with pytest.raises(InputError) as err:
+        loop.cancel("training", "nope")
+    assert err.value.status == 404
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"site": "tx", "grid_limit_kw": 100.0}, "site: unknown site 'tx'"),
+    ({"grid_limit_kw": -5}, "grid_limit_kw: input should be greater than or equal to 0"),
+    ({"grid_limit_kw": "high"}, "grid_limit_kw: input should be a valid number"),
+    ({"ambient_c": float("nan")}, "ambient_c"),
+    ({"demand_rps": {"search": 10.0}}, "demand_rps.search: unknown inference service 'search'"),
+    ({"voltage_v": 400}, "voltage_v: unknown key"),
+    ({"site": "wa"}, "body: no signal given"),
+    ({}, "body: no signal given"),
+])
+def test_invalid_signals_name_the_field_and_store_nothing(tmp_path, body, expected):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    with pytest.raises(InputError) as err:
+        loop.post_signal(body)
+    assert any(line.startswith(expected) for line in err.value.problems), err.value.problems
+    assert loop.store.signals() == []
+
+
+def test_signals_override_the_base_scenario(tmp_path):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    loop.post_signal({"energy_price_usd_per_mwh": 900.0, "ambient_c": 40.0})
+    loop.post_signal({"hashprice_usd_per_ph_day": 10.0, "demand_rps": {"chat": 40.0}})
+    loop.replan()
+    sc = loop.current().scenario
+    assert sc.sites[0].energy_price_usd_per_mwh == 900.0 and sc.sites[0].ambient_c == 40.0
+    assert sc.hashprice_usd_per_ph_day == 10.0 and sc.inference[0].demand_rps == 40.0
+    plan = loop.current().row.plan
+    # at 900 USD/MWh mining loses money: no miner runs
+    assert all(not r.get("miners") for r in plan["racks"])
+    assert loop.signals()["sites"] == {"wa": {"energy_price_usd_per_mwh": 900.0, "ambient_c": 40.0}}
+
+
+def test_restart_resumes_from_the_last_adopted_plan(tmp_path):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    loop.replan()
+    loop.submit("training", {"id": "ft-b", "gpus": 8, "value_per_gpu_h": {"H100": 3.0}})
+    loop.post_signal({"grid_limit_kw": 150.0})
+    loop.replan()
+    last = loop.current().row
+    loop.submit("training", {"id": "ft-c", "gpus": 8, "value_per_gpu_h": {"H100": 3.0}})  # acknowledged, not planned
+    loop.store.close()
+
+    again, act = make_loop(tmp_path)
+    assert again.start() is True  # inputs changed after the last plan: a re-plan is due
+    assert again.resumed_from == last.seq and again.current().row.plan == last.plan
+    assert act.published[-1]["seq"] == last.seq
+    assert {w["id"] for w in again.workloads("training")} == {"ft-a", "ft-b", "ft-c"}
+    assert again.signals()["sites"]["wa"]["grid_limit_kw"] == 150.0
+    out = again.replan()
+    assert out.adopted and again.current().row.seq == last.seq + 1
+    assert {t["id"] for t in again.current().row.plan["training"]} == {"ft-a", "ft-b", "ft-c"}
+    # running placements carried over from the resumed plan
+    running = {j.id: j.running for j in again.current().scenario.training}
+    placed = {t["id"]: t["placement"] for t in last.plan["training"] if t["scheduled"]}
+    assert {k: v for k, v in running.items() if k in placed} == placed
+
+
+class BrokenPlanner:
+    """Returns the greedy plan with one more miner than the rack has power for."""
+    name = "broken"
+
+    def plan(self, problem, start):
+        res = GreedyPlanner().plan(problem, start)
+        res.method = self.name
+        return res
+
+
+def test_a_plan_failing_verification_is_never_adopted(tmp_path):
+    calls = []
+
+    def strict_verifier(scenario, plan):
+        calls.append(plan["solver"]["method"])
+        return ["site_power[wa]: made-up violation"] if plan["solver"]["method"] == "broken" else []
+
+    loop, act = make_loop(tmp_path, verifier=strict_verifier)
+    loop.start()
+    loop.replan()
+    seq = loop.current().row.seq
+    loop.fast = BrokenPlanner()
+    loop.post_signal({"ambient_c": 25.0})
+    out = loop.replan()
+    assert not out.adopted and out.why == "verification failed"
+    assert loop.stats.verification_failures == 1 and loop.current().row.seq == seq
+    assert [e["kind"] for e in loop.store.events()][-1] == "verification_failed"
+    assert len(act.published) == 1
+
+
+def test_background_plan_adopted_only_when_better(tmp_path):
+    from scheduler.solve import SolveResult
+
+    class Idle:
+        name = "idle"
+
+        def plan(self, problem, start):
+            from scheduler.assignment import Assignment
+            return SolveResult(Assignment.empty(problem), "idle", "feasible", 0.0)
+
+    loop, _ = make_loop(tmp_path, fast=Idle(), full=GreedyPlanner())
+    loop.start()
+    assert loop.replan().adopted
+    idle_obj = loop.current().row.objective_usd
+    out = loop.improve()
+    assert out.adopted and out.method == "greedy" and out.objective_usd > idle_obj
+    again = loop.improve()  # the same plan again is not better
+    assert not again.adopted and again.why == "not better"
+
+
+def test_background_plan_for_old_inputs_is_discarded(tmp_path):
+    loop, _ = make_loop(tmp_path, full=GreedyPlanner())
+    loop.start()
+    loop.replan()
+
+    class Slow:
+        """Posts a signal while 'solving', as if the solver ran for a while."""
+        name = "slow"
+
+        def plan(self, problem, start):
+            loop.post_signal({"grid_limit_kw": 100.0})
+            loop.replan()
+            return GreedyPlanner().plan(problem, start)
+
+    loop.full = Slow()
+    out = loop.improve()
+    assert not out.adopted and out.why == "stale inputs"
+    assert site_kw(loop) <= 100.0
