@@ -470,3 +470,33 @@ def test_mangled_plans_give_lines_not_tracebacks():
             mangle(plan, rng)
         out = verify_plan(sc, plan)
         assert all(isinstance(line, str) and "\n" not in line for line in out)
+
+
+def test_agrees_with_the_solvers_figures_on_random_assignments():
+    """Two independent implementations of SPEC 3-4: `to_plan` figures must verify, and the broken
+    limits must be the ones `assignment.violations` names."""
+    from scheduler.assignment import evaluate, violations
+    sc_data = scenario_dict()
+    site = sc_data["sites"][0]   # tight limits, so that random decisions break each family now and then
+    site["grid_limit_kw"], site["feeds"][0]["limit_kw"] = 120, 40
+    site["racks"][0]["limit_kw"], site["loops"][1]["capacity_kw"] = 30, 55
+    sc = parse_scenario(sc_data)
+    p = compile_problem(sc)
+    seen = set()
+    rng = random.Random(3)
+    for _ in range(150):
+        a = Assignment.empty(p)
+        if rng.random() < 0.8:
+            first = rng.randint(8, 32)
+            a.job_level[0] = rng.randint(1, 3)
+            a.job_place[0] = {1: first, 2: 40 - first} if first < 40 else {1: 40}
+        a.svc_place[0] = {(k, rng.randint(0, 3)): rng.randint(1, 12) for k in rng.sample([1, 2, 3], rng.randint(0, 3))}
+        a.miners[0, 0], a.miners[0, 1] = rng.randint(0, 6), rng.randint(0, 6)
+        plan = json.loads(json.dumps(to_plan(p, a, {"method": "random", "status": "feasible"})))
+        out = verify_plan(sc, plan)
+        assert not [line for line in out if "reported" in line], out
+        # (assignment.violations names feeds and loops without their site: F1, not wa/F1)
+        assert {line.split(":")[0].replace("wa/", "") for line in out} == {
+            line.split(":")[0] for line in violations(p, evaluate(p, a))}
+        seen |= {line.split("[")[0] for line in out}
+    assert seen == {"rack_power", "rack_gpus", "feed_power", "loop_heat", "site_power"}
