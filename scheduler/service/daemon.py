@@ -16,7 +16,7 @@ from .actuators import FanOut, FileActuator, WebhookActuator
 from .api import create_app
 from .loop import ServiceLoop
 from .metrics import make_registry
-from .planning import SolverPlanner, default_fast_planner, default_verifier, milp_available
+from .planning import GreedyPlanner, SolverPlanner, default_fast_planner, default_verifier, milp_available
 from .settings import ServiceSettings
 from .store import SqliteStore
 
@@ -54,7 +54,9 @@ class Daemon:
     def __init__(self, scenario: Scenario, settings: ServiceSettings, clock=time.time):
         self.settings = settings
         self.store = SqliteStore(settings.db, synchronous=settings.db_synchronous)
-        if settings.fast_method:
+        if settings.fast_method == "greedy":
+            self.fast = GreedyPlanner()
+        elif settings.fast_method:
             self.fast = SolverPlanner(settings.fast_method, time_limit_s=settings.fast_time_limit_s,
                                       threads=settings.solver_threads)
         else:

@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
     tick_s: float = Field(60.0, gt=0)               # re-plan at least this often
     milp: bool = True                               # run the MILP in the background
     milp_time_limit_s: float = Field(30.0, gt=0)
-    fast_method: Optional[str] = None               # solver for the fast path (default: heuristic, else milp)
+    fast_method: Optional[str] = None               # fast-path solver: a registered method or 'greedy' (default: heuristic, else milp)
     fast_time_limit_s: float = Field(2.0, gt=0)     # time limit when the fast path is the MILP
     solver_threads: Optional[int] = Field(None, ge=1)
     auth_token: Optional[str] = None                # bearer token required on write endpoints
