@@ -1,0 +1,307 @@
+"""Shared `@njit` primitives on (`ProblemArrays`, `PlanState`): keeping power figures in step
+with decisions, headroom, and the plan's objective (SPEC sections 3-4).
+
+All functions are pure array code; callers own allocation.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+TOL_KW = 1e-7        # a limit counts as met up to this (the verifier allows 1e-6)
+MINER_KIND = 1
+BIG = 1 << 40        # "unlimited" count
+
+
+@njit(cache=True, inline="always")
+def add_kw(pa, st, k, dkw):
+    """Add dkw to rack k and to its feed, loop and site (site kW includes cooling)."""
+    st.rack_kw[k] += dkw
+    st.feed_kw[pa.rack_feed[k]] += dkw
+    st.loop_kw[pa.rack_loop[k]] += dkw
+    st.site_kw[pa.rack_site[k]] += dkw * pa.rack_fac[k]
+
+
+@njit(cache=True, inline="always")
+def headroom_kw(pa, st, k):
+    """Rack kW that rack k may still add under the tightest of rack, feed, loop and site."""
+    h = pa.rack_lim_kw[k] - st.rack_kw[k]
+    f = pa.feed_lim_kw[pa.rack_feed[k]] - st.feed_kw[pa.rack_feed[k]]
+    if f < h:
+        h = f
+    lo = pa.loop_cap_kw[pa.rack_loop[k]] - st.loop_kw[pa.rack_loop[k]]
+    if lo < h:
+        h = lo
+    s = (pa.site_lim_kw[pa.rack_site[k]] - st.site_kw[pa.rack_site[k]]) / pa.rack_fac[k]
+    if s < h:
+        h = s
+    return h + TOL_KW * 0.5
+
+
+@njit(cache=True, inline="always")
+def units_fit(pa, st, k, unit_kw):
+    """How many units of unit_kw rack k can add now."""
+    if unit_kw <= 0.0:
+        return BIG
+    h = headroom_kw(pa, st, k)
+    if h < 0.0:
+        return 0
+    return int(h / unit_kw)
+
+
+@njit(cache=True, inline="always")
+def rack_ok(pa, st, k):
+    """Rack k, its feed, loop and site are within their limits."""
+    return (st.rack_kw[k] <= pa.rack_lim_kw[k] + TOL_KW
+            and st.feed_kw[pa.rack_feed[k]] <= pa.feed_lim_kw[pa.rack_feed[k]] + TOL_KW
+            and st.loop_kw[pa.rack_loop[k]] <= pa.loop_cap_kw[pa.rack_loop[k]] + TOL_KW
+            and st.site_kw[pa.rack_site[k]] <= pa.site_lim_kw[pa.rack_site[k]] + TOL_KW)
+
+
+@njit(cache=True)
+def all_ok(pa, st):
+    for k in range(len(st.rack_kw)):
+        if st.rack_kw[k] > pa.rack_lim_kw[k] + TOL_KW:
+            return False
+        if st.rack_busy[k] > pa.rack_count[k] and pa.rack_kind[k] != MINER_KIND:
+            return False
+    for f in range(len(st.feed_kw)):
+        if st.feed_kw[f] > pa.feed_lim_kw[f] + TOL_KW:
+            return False
+    for lo in range(len(st.loop_kw)):
+        if st.loop_kw[lo] > pa.loop_cap_kw[lo] + TOL_KW:
+            return False
+    for s in range(len(st.site_kw)):
+        if st.site_kw[s] > pa.site_lim_kw[s] + TOL_KW:
+            return False
+    return True
+
+
+@njit(cache=True)
+def job_rack(pa, st, j, r):
+    d = st.job_dom[j]
+    return pa.dom_racks[pa.dom_ptr[d] + r]
+
+
+@njit(cache=True)
+def job_racks_n(pa, d):
+    return pa.dom_ptr[d + 1] - pa.dom_ptr[d]
+
+
+@njit(cache=True)
+def job_unplace(pa, st, j):
+    """Stop job j (no-op when not scheduled)."""
+    d = st.job_dom[j]
+    if d < 0:
+        return
+    g = pa.dom_model[d]
+    bk = pa.gpu_busy_kw[g, st.job_lvl[j]]
+    for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+        n = st.job_n[j, r]
+        if n > 0:
+            k = pa.dom_racks[pa.dom_ptr[d] + r]
+            st.rack_busy[k] -= n
+            add_kw(pa, st, k, -n * bk)
+            st.job_n[j, r] = 0
+    st.dom_free[d] += pa.job_gpus[j]
+    st.job_dom[j] = -1
+    st.job_lvl[j] = -1
+
+
+@njit(cache=True)
+def job_place(pa, st, j, d, lvl, n):
+    """Schedule job j in domain d at level lvl with n[r] GPUs at domain position r."""
+    g = pa.dom_model[d]
+    bk = pa.gpu_busy_kw[g, lvl]
+    tot = 0
+    for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+        if n[r] > 0:
+            k = pa.dom_racks[pa.dom_ptr[d] + r]
+            st.rack_busy[k] += n[r]
+            add_kw(pa, st, k, n[r] * bk)
+            st.job_n[j, r] = n[r]
+            tot += n[r]
+    st.dom_free[d] -= tot
+    st.job_dom[j] = d
+    st.job_lvl[j] = lvl
+
+
+@njit(cache=True)
+def job_relevel(pa, st, j, lvl):
+    """Move scheduled job j to cap level lvl."""
+    d = st.job_dom[j]
+    g = pa.dom_model[d]
+    dk = pa.gpu_busy_kw[g, lvl] - pa.gpu_busy_kw[g, st.job_lvl[j]]
+    for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+        n = st.job_n[j, r]
+        if n > 0:
+            add_kw(pa, st, pa.dom_racks[pa.dom_ptr[d] + r], n * dk)
+    st.job_lvl[j] = lvl
+
+
+@njit(cache=True)
+def job_fits(pa, st, j):
+    d = st.job_dom[j]
+    for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+        if st.job_n[j, r] > 0 and not rack_ok(pa, st, pa.dom_racks[pa.dom_ptr[d] + r]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def group_change(pa, st, x, dn):
+    """Add dn replicas (may be negative) to group x."""
+    i, k, lv = st.g_svc[x], st.g_rack[x], st.g_lvl[x]
+    g = pa.rack_model[k]
+    st.g_n[x] += dn
+    st.rack_busy[k] += dn * pa.svc_gpr[i]
+    add_kw(pa, st, k, dn * pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv])
+    st.svc_cap_rps[i] += dn * pa.svc_rps[i, g] * pa.gpu_perf[g, lv]
+    d = pa.rack_domain[k]
+    if d >= 0:
+        st.dom_free[d] -= dn * pa.svc_gpr[i]
+
+
+@njit(cache=True)
+def compact_groups(st):
+    """Drop empty groups (keeps order)."""
+    m = 0
+    for x in range(st.ng[0]):
+        if st.g_n[x] > 0:
+            st.g_svc[m], st.g_rack[m], st.g_lvl[m], st.g_n[m] = st.g_svc[x], st.g_rack[x], st.g_lvl[x], st.g_n[x]
+            m += 1
+    st.ng[0] = m
+
+
+@njit(cache=True)
+def group_new(pa, st, i, k, lv, n):
+    """Append a group of n replicas of service i on rack k at level lv; returns its index."""
+    if st.ng[0] >= len(st.g_n):
+        compact_groups(st)
+    x = st.ng[0]
+    st.ng[0] += 1
+    st.g_svc[x], st.g_rack[x], st.g_lvl[x], st.g_n[x] = i, k, lv, 0
+    group_change(pa, st, x, n)
+    return x
+
+
+@njit(cache=True)
+def recompute(pa, st):
+    """Rebuild every figure of st from its decisions (removes float drift)."""
+    st.rack_busy[:] = 0
+    st.rack_kw[:] = pa.rack_base_kw
+    st.feed_kw[:] = 0.0
+    st.loop_kw[:] = 0.0
+    st.site_kw[:] = pa.site_base_kw
+    st.svc_cap_rps[:] = 0.0
+    st.dom_free[:] = pa.dom_gpus
+    K = len(pa.rack_kind)
+    for k in range(K):
+        if pa.rack_kind[k] == MINER_KIND:
+            mm = pa.rack_model[k]
+            for q in range(pa.mm_nmodes[mm]):
+                st.rack_kw[k] += st.miners[k, q] * pa.mm_kw[mm, q]
+    for j in range(len(st.job_dom)):
+        d = st.job_dom[j]
+        if d < 0:
+            continue
+        bk = pa.gpu_busy_kw[pa.dom_model[d], st.job_lvl[j]]
+        for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+            n = st.job_n[j, r]
+            if n > 0:
+                k = pa.dom_racks[pa.dom_ptr[d] + r]
+                st.rack_busy[k] += n
+                st.rack_kw[k] += n * bk
+                st.dom_free[d] -= n
+    for x in range(st.ng[0]):
+        n = st.g_n[x]
+        if n <= 0:
+            continue
+        i, k, lv = st.g_svc[x], st.g_rack[x], st.g_lvl[x]
+        g = pa.rack_model[k]
+        st.rack_busy[k] += n * pa.svc_gpr[i]
+        st.rack_kw[k] += n * pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv]
+        st.svc_cap_rps[i] += n * pa.svc_rps[i, g] * pa.gpu_perf[g, lv]
+        d = pa.rack_domain[k]
+        if d >= 0:
+            st.dom_free[d] -= n * pa.svc_gpr[i]
+    for k in range(K):
+        st.feed_kw[pa.rack_feed[k]] += st.rack_kw[k]
+        st.loop_kw[pa.rack_loop[k]] += st.rack_kw[k]
+        st.site_kw[pa.rack_site[k]] += st.rack_kw[k] * pa.rack_fac[k]
+
+
+@njit(cache=True)
+def job_rate(pa, j, d, lvl):
+    g = pa.dom_model[d]
+    return pa.job_gpus[j] * pa.job_val[j, g] * pa.gpu_perf[g, lvl]
+
+
+@njit(cache=True)
+def job_moved(pa, st, j):
+    """Does job j's plan differ from where it runs now (SPEC 4 moves)?"""
+    rd = pa.job_run_dom[j]
+    if rd < 0:
+        return False
+    if st.job_dom[j] != rd:
+        return True
+    for r in range(pa.job_run_n.shape[1]):
+        if st.job_n[j, r] != pa.job_run_n[j, r]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def svc_move_replicas(pa, st, out):
+    """out[i] = Σ_k |replicas(i,k) − running(i,k)|."""
+    K = len(pa.rack_kind)
+    nrun = len(pa.svc_run_rack)
+    m = st.ng[0]
+    keys = np.empty(m + nrun, np.int64)
+    vals = np.empty(m + nrun, np.int64)
+    for x in range(m):
+        keys[x] = st.g_svc[x] * K + st.g_rack[x]
+        vals[x] = st.g_n[x]
+    for i in range(len(pa.svc_gpr)):
+        for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
+            keys[m + e] = i * K + pa.svc_run_rack[e]
+            vals[m + e] = -pa.svc_run_reps[e]
+    order = np.argsort(keys)
+    out[:] = 0
+    e = 0
+    n = len(keys)
+    while e < n:
+        key = keys[order[e]]
+        tot = 0
+        while e < n and keys[order[e]] == key:
+            tot += vals[order[e]]
+            e += 1
+        out[key // K] += abs(tot)
+
+
+@njit(cache=True)
+def objective_usd(pa, st):
+    """SPEC 4 objective of st: interval_h * rate − moves."""
+    rate = 0.0
+    moves = 0.0
+    for j in range(len(st.job_dom)):
+        d = st.job_dom[j]
+        if d >= 0:
+            rate += job_rate(pa, j, d, st.job_lvl[j])
+        if job_moved(pa, st, j):
+            moves += pa.job_move_usd[j]
+    for i in range(len(pa.svc_gpr)):
+        s = min(pa.svc_demand_rps[i], st.svc_cap_rps[i])
+        rate += 3.6 * s * pa.svc_val[i] - 3.6 * (pa.svc_demand_rps[i] - s) * pa.svc_pen[i]
+    for k in range(len(pa.rack_kind)):
+        if pa.rack_kind[k] == MINER_KIND:
+            mm = pa.rack_model[k]
+            for q in range(pa.mm_nmodes[mm]):
+                rate += st.miners[k, q] * pa.mm_th_s[mm, q] * pa.usd_per_th_h
+    for s in range(len(st.site_kw)):
+        rate -= st.site_kw[s] / 1000.0 * pa.site_price_usd_per_mwh[s]
+    sm = np.zeros(len(pa.svc_gpr), np.int64)
+    svc_move_replicas(pa, st, sm)
+    for i in range(len(sm)):
+        moves += sm[i] * pa.svc_move_usd[i]
+    return pa.interval_h * rate - moves

@@ -1,0 +1,183 @@
+"""Local search on a feasible plan: every move is tried on the plan, made feasible by shedding,
+topped up by the greedy fill, and kept only when the objective rises.
+
+Moves: insert an unscheduled job into a domain (evicting replicas, one other job, or every job
+there, which the fill may re-place elsewhere); raise a job's cap by one level (shedding cheaper
+load to make room) or lower it (so the freed power can go to better uses).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .construct import fill
+from .core import compact_groups, group_change, job_place, job_relevel, job_unplace, objective_usd, recompute
+from .shed import shed
+
+
+@njit(cache=True)
+def copy_into(dst, src):
+    """dst := src (only the used prefix of the group list)."""
+    dst.job_dom[:] = src.job_dom
+    dst.job_lvl[:] = src.job_lvl
+    dst.job_n[:, :] = src.job_n
+    m = src.ng[0]
+    dst.g_svc[:m] = src.g_svc[:m]
+    dst.g_rack[:m] = src.g_rack[:m]
+    dst.g_lvl[:m] = src.g_lvl[:m]
+    dst.g_n[:m] = src.g_n[:m]
+    dst.ng[0] = m
+    dst.miners[:, :] = src.miners
+    dst.rack_busy[:] = src.rack_busy
+    dst.rack_kw[:] = src.rack_kw
+    dst.feed_kw[:] = src.feed_kw
+    dst.loop_kw[:] = src.loop_kw
+    dst.site_kw[:] = src.site_kw
+    dst.svc_cap_rps[:] = src.svc_cap_rps
+    dst.dom_free[:] = src.dom_free
+
+
+@njit(cache=True)
+def force_place(pa, st, j, d, lvl, nbuf):
+    """Place job j in domain d at lvl on free GPUs, ignoring power (shedding follows); spread
+    over the racks with the most headroom first. Returns False when GPUs are short."""
+    g = pa.dom_model[d]
+    bk = pa.gpu_busy_kw[g, lvl]
+    R = pa.dom_ptr[d + 1] - pa.dom_ptr[d]
+    left = pa.job_gpus[j]
+    for r in range(R):
+        nbuf[r] = 0
+    while left > 0:
+        best, bh = -1, -np.inf
+        for r in range(R):
+            k = pa.dom_racks[pa.dom_ptr[d] + r]
+            if pa.rack_count[k] - st.rack_busy[k] - nbuf[r] <= 0:
+                continue
+            h = pa.rack_lim_kw[k] - st.rack_kw[k] - nbuf[r] * bk
+            if h > bh:
+                best, bh = r, h
+        if best < 0:
+            return False
+        k = pa.dom_racks[pa.dom_ptr[d] + best]
+        # take a chunk: as many as keep this rack the roomiest, at least one
+        t = max(1, min(left, pa.rack_count[k] - st.rack_busy[k] - nbuf[best], 8))
+        nbuf[best] += t
+        left -= t
+    job_place(pa, st, j, d, lvl, nbuf)
+    return True
+
+
+@njit(cache=True)
+def evict_replicas(pa, st, d, need):
+    """Remove replica groups from domain d's racks until it has `need` free GPUs."""
+    for x in range(st.ng[0]):
+        if st.dom_free[d] >= need:
+            return True
+        if st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] == d:
+            group_change(pa, st, x, -st.g_n[x])
+    return st.dom_free[d] >= need
+
+
+@njit(cache=True)
+def _free_gpus(pa, st, d):
+    tot = 0
+    for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+        k = pa.dom_racks[pa.dom_ptr[d] + r]
+        tot += pa.rack_count[k] - st.rack_busy[k]
+    return tot
+
+
+@njit(cache=True)
+def required_placed(pa, st):
+    for j in range(len(st.job_dom)):
+        if pa.job_req[j] and st.job_dom[j] < 0:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _settle(pa, st, protect, inc, nbuf, cand, cnt, run):
+    if not shed(pa, st, protect):
+        return False
+    fill(pa, st, inc[0], inc[1], inc[2], inc[3], inc[4], nbuf, cand, cnt, run)
+    return True
+
+
+@njit(cache=True)
+def improve(pa, st, tmp, inc, start_lvl, nbuf, cand, cnt, run, max_moves):
+    """Hill-climb with insert / evict-and-insert / lower-cap moves; st must be feasible.
+    start_lvl[j, g] is the level a job starts at (the best profit per kW). Returns moves kept."""
+    J, G = pa.job_val.shape
+    kept = 0
+    tried = 0
+    improved = True
+    while improved and tried < max_moves:
+        improved = False
+        compact_groups(st)
+        base = objective_usd(pa, st)
+        for j in range(J):
+            if st.job_dom[j] >= 0:
+                continue
+            for d in range(len(pa.dom_gpus)):
+                g = pa.dom_model[d]
+                if (pa.job_val[j, g] < 0 or not pa.job_site_ok[j, pa.dom_site[d]]
+                        or pa.dom_gpus[d] < pa.job_gpus[j] or start_lvl[j, g] < 0):
+                    continue
+                # evict nothing (-1), every job in the domain (-2), or each job in turn
+                for ev in range(-2, J):
+                    if ev >= 0 and st.job_dom[ev] != d:
+                        continue
+                    if tried >= max_moves:
+                        break
+                    tried += 1
+                    copy_into(tmp, st)
+                    if ev >= 0:
+                        job_unplace(pa, st, ev)
+                    elif ev == -2:
+                        for e2 in range(J):
+                            if st.job_dom[e2] == d:
+                                job_unplace(pa, st, e2)
+                    ok = True
+                    if _free_gpus(pa, st, d) < pa.job_gpus[j]:
+                        ok = evict_replicas(pa, st, d, pa.job_gpus[j]) and _free_gpus(pa, st, d) >= pa.job_gpus[j]
+                    if ok:
+                        recompute(pa, st)
+                        ok = force_place(pa, st, j, d, start_lvl[j, g], nbuf)
+                    if ok:
+                        ok = _settle(pa, st, j, inc, nbuf, cand, cnt, run)
+                    if ok:
+                        ok = required_placed(pa, st)
+                    if ok:
+                        recompute(pa, st)
+                        v = objective_usd(pa, st)
+                        if v > base + 1e-7 * max(1.0, abs(base)):
+                            base = v
+                            kept += 1
+                            improved = True
+                            break
+                    copy_into(st, tmp)
+                if st.job_dom[j] >= 0:
+                    break
+        for j in range(J):
+            for step in (1, -1):   # raise a cap (shedding cheaper load), or lower it
+                d = st.job_dom[j]
+                if d < 0 or tried >= max_moves:
+                    continue
+                g = pa.dom_model[d]
+                lv = st.job_lvl[j] + step
+                if lv < pa.job_minlev[j, g] or lv >= pa.gpu_nlev[g]:
+                    continue
+                tried += 1
+                copy_into(tmp, st)
+                job_relevel(pa, st, j, lv)
+                ok = _settle(pa, st, j if step > 0 else -1, inc, nbuf, cand, cnt, run)
+                if ok:
+                    recompute(pa, st)
+                    v = objective_usd(pa, st)
+                    if v > base + 1e-7 * max(1.0, abs(base)):
+                        base = v
+                        kept += 1
+                        improved = True
+                        continue
+                copy_into(st, tmp)
+    return kept

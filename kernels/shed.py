@@ -1,0 +1,213 @@
+"""Shedding: from a plan that breaks limits (a lower grid limit, a derated loop, a lost feed, a
+previous interval's plan), take away the least valuable power until every limit holds.
+
+Each step fixes the narrowest broken limit (rack, then feed and loop, then site) with the action
+losing the least USD per kW it frees there: switching miners down a mode or off, lowering a GPU
+cap level (a training job, or replicas), removing replicas, stopping a job (required jobs never).
+Losses include move costs against where things run now.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .core import (MINER_KIND, TOL_KW, add_kw, group_change, group_new, job_moved, job_relevel,
+                   job_unplace)
+
+R_RACK, R_FEED, R_LOOP, R_SITE = 0, 1, 2, 3
+A_MINER, A_JOB_LVL, A_JOB_STOP, A_GRP_LVL, A_GRP_DEL = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def worst_violation(pa, st):
+    """(resource kind, index, deficit in that resource's kW); kind -1 when all limits hold."""
+    for k in range(len(st.rack_kw)):
+        dv = st.rack_kw[k] - pa.rack_lim_kw[k]
+        if dv > TOL_KW:
+            return R_RACK, k, dv
+    bt, bi, bd = -1, -1, 0.0
+    for f in range(len(st.feed_kw)):
+        dv = st.feed_kw[f] - pa.feed_lim_kw[f]
+        if dv > TOL_KW and dv > bd:
+            bt, bi, bd = R_FEED, f, dv
+    for lo in range(len(st.loop_kw)):
+        dv = st.loop_kw[lo] - pa.loop_cap_kw[lo]
+        if dv > TOL_KW and dv > bd:
+            bt, bi, bd = R_LOOP, lo, dv
+    if bt >= 0:
+        return bt, bi, bd
+    for s in range(len(st.site_kw)):
+        dv = st.site_kw[s] - pa.site_lim_kw[s]
+        if dv > TOL_KW and dv > bd:
+            bt, bi, bd = R_SITE, s, dv
+    return bt, bi, bd
+
+
+@njit(cache=True)
+def weight(pa, rt, ri, k):
+    """kW freed on resource (rt, ri) per rack kW freed on rack k (0 when k is not on it)."""
+    if rt == R_RACK:
+        return 1.0 if k == ri else 0.0
+    if rt == R_FEED:
+        return 1.0 if pa.rack_feed[k] == ri else 0.0
+    if rt == R_LOOP:
+        return 1.0 if pa.rack_loop[k] == ri else 0.0
+    return pa.rack_fac[k] if pa.rack_site[k] == ri else 0.0
+
+
+@njit(cache=True)
+def energy_usd(pa, k, dkw):
+    """USD over the interval that dkw rack kW on rack k costs in energy (cooling included)."""
+    return pa.interval_h * dkw * pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+
+
+@njit(cache=True)
+def served_loss_usd(pa, st, i, dcap):
+    """USD lost over the interval when service i's capacity drops by dcap rps."""
+    cap = st.svc_cap_rps[i]
+    d = pa.svc_demand_rps[i]
+    lost = min(d, cap) - min(d, max(cap - dcap, 0.0))
+    return pa.interval_h * 3.6 * (pa.svc_val[i] + pa.svc_pen[i]) * lost
+
+
+@njit(cache=True)
+def running_on(pa, i, k):
+    for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
+        if pa.svc_run_rack[e] == k:
+            return pa.svc_run_reps[e]
+    return 0
+
+
+@njit(cache=True)
+def shed(pa, st, protect_job):
+    """Shed until all power limits hold; returns False when nothing more can be shed."""
+    J = len(st.job_dom)
+    while True:
+        rt, ri, deficit = worst_violation(pa, st)
+        if rt < 0:
+            return True
+        best_ratio = np.inf
+        bact, bx, by, bz, bunits = -1, -1, -1, -1, 0
+        # miners on the broken resource
+        if rt == R_RACK:
+            rl0, rl1 = ri, ri + 1
+        else:
+            site = ri if rt == R_SITE else (pa.feed_site[ri] if rt == R_FEED else pa.loop_site[ri])
+            rl0, rl1 = pa.site_rack_ptr[site], pa.site_rack_ptr[site + 1]
+        for xx in range(rl0, rl1):
+            k = ri if rt == R_RACK else pa.site_racks[xx]
+            if pa.rack_kind[k] != MINER_KIND:
+                continue
+            w = weight(pa, rt, ri, k)
+            if w <= 0.0:
+                continue
+            mm = pa.rack_model[k]
+            nq = pa.mm_nmodes[mm]
+            for qf in range(nq):
+                if st.miners[k, qf] <= 0:
+                    continue
+                for qt in range(-1, nq):
+                    kt = 0.0 if qt < 0 else pa.mm_kw[mm, qt]
+                    tt = 0.0 if qt < 0 else pa.mm_th_s[mm, qt]
+                    dk = pa.mm_kw[mm, qf] - kt
+                    if dk <= 1e-12:
+                        continue
+                    loss = pa.interval_h * (pa.mm_th_s[mm, qf] - tt) * pa.usd_per_th_h - energy_usd(pa, k, dk)
+                    ratio = loss / (dk * w)
+                    if ratio < best_ratio:
+                        best_ratio = ratio
+                        bact, bx, by, bz = A_MINER, k, qf, qt
+                        bunits = min(st.miners[k, qf], int(np.ceil(deficit / (dk * w) - 1e-12)))
+        # training jobs
+        for j in range(J):
+            d = st.job_dom[j]
+            if d < 0 or j == protect_job:
+                continue
+            g = pa.dom_model[d]
+            lv = st.job_lvl[j]
+            wkw = 0.0   # busy GPU count weighted by the resource
+            ekw = 0.0   # energy USD per busy kW... accumulated per rack
+            for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
+                n = st.job_n[j, r]
+                if n > 0:
+                    k = pa.dom_racks[pa.dom_ptr[d] + r]
+                    wkw += n * weight(pa, rt, ri, k)
+                    ekw += energy_usd(pa, k, n)
+            if wkw <= 0.0:
+                continue
+            val = pa.job_gpus[j] * pa.job_val[j, g]
+            for lt in range(pa.job_minlev[j, g], lv):
+                dbk = pa.gpu_busy_kw[g, lv] - pa.gpu_busy_kw[g, lt]
+                if dbk <= 1e-12:
+                    continue
+                loss = pa.interval_h * val * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, lt]) - ekw * dbk
+                ratio = loss / (wkw * dbk)
+                if ratio < best_ratio:
+                    best_ratio = ratio
+                    bact, bx, by, bz, bunits = A_JOB_LVL, j, lt, 0, 1
+            if not pa.job_req[j]:
+                bk = pa.gpu_busy_kw[g, lv]
+                loss = pa.interval_h * val * pa.gpu_perf[g, lv] - ekw * bk
+                if pa.job_run_dom[j] >= 0 and not job_moved(pa, st, j):
+                    loss += pa.job_move_usd[j]
+                ratio = loss / (wkw * bk)
+                if ratio < best_ratio:
+                    best_ratio = ratio
+                    bact, bx, by, bz, bunits = A_JOB_STOP, j, 0, 0, 1
+        # inference groups
+        for x in range(st.ng[0]):
+            n = st.g_n[x]
+            if n <= 0:
+                continue
+            k = st.g_rack[x]
+            w = weight(pa, rt, ri, k)
+            if w <= 0.0:
+                continue
+            i, lv = st.g_svc[x], st.g_lvl[x]
+            g = pa.rack_model[k]
+            gpr = pa.svc_gpr[i]
+            rps = pa.svc_rps[i, g]
+            for lt in range(pa.svc_minlev[i, g], lv):
+                dk = gpr * (pa.gpu_busy_kw[g, lv] - pa.gpu_busy_kw[g, lt])
+                if dk <= 1e-12:
+                    continue
+                u = min(n, int(np.ceil(deficit / (dk * w) - 1e-12)))
+                loss = served_loss_usd(pa, st, i, u * rps * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, lt])) \
+                    - energy_usd(pa, k, u * dk)
+                ratio = loss / (u * dk * w)
+                if ratio < best_ratio:
+                    best_ratio = ratio
+                    bact, bx, by, bz, bunits = A_GRP_LVL, x, lt, 0, u
+            dk = gpr * pa.gpu_busy_kw[g, lv]
+            u = min(n, int(np.ceil(deficit / (dk * w) - 1e-12)))
+            loss = served_loss_usd(pa, st, i, u * rps * pa.gpu_perf[g, lv]) - energy_usd(pa, k, u * dk)
+            if running_on(pa, i, k) > 0:
+                loss += u * pa.svc_move_usd[i]
+            ratio = loss / (u * dk * w)
+            if ratio < best_ratio:
+                best_ratio = ratio
+                bact, bx, by, bz, bunits = A_GRP_DEL, x, 0, 0, u
+        if bact < 0:
+            return False
+        if bact == A_MINER:
+            k, qf, qt = bx, by, bz
+            mm = pa.rack_model[k]
+            kt = 0.0 if qt < 0 else pa.mm_kw[mm, qt]
+            st.miners[k, qf] -= bunits
+            if qt >= 0:
+                st.miners[k, qt] += bunits
+            add_kw(pa, st, k, -bunits * (pa.mm_kw[mm, qf] - kt))
+        elif bact == A_JOB_LVL:
+            job_relevel(pa, st, bx, by)
+        elif bact == A_JOB_STOP:
+            job_unplace(pa, st, bx)
+        elif bact == A_GRP_LVL:
+            x = bx
+            group_change(pa, st, x, -bunits)
+            if st.g_n[x] == 0:
+                st.g_lvl[x] = by
+                group_change(pa, st, x, bunits)
+            else:
+                group_new(pa, st, st.g_svc[x], st.g_rack[x], by, bunits)
+        else:
+            group_change(pa, st, bx, -bunits)
