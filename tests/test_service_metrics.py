@@ -58,10 +58,16 @@ def test_plan_figures_in_base_units(tmp_path):
     assert v("wattsched_training_jobs", state="running") == running
     assert v("wattsched_training_jobs", state="queued") == len(plan["training"]) - running
     assert v("wattsched_plan_age_seconds") == 42.0
+    assert v("wattsched_plan_confirmed_age_seconds") == 42.0 and v("wattsched_plan_up_to_date") == 1.0
+    loop.tick()  # same inputs: the plan is re-confirmed, not replaced
+    assert v("wattsched_plan_age_seconds") == 42.0 and v("wattsched_plan_confirmed_age_seconds") == 0.0
+    loop.post_signal({"ambient_c": 31.0})
+    assert v("wattsched_plan_up_to_date") == 0.0
     assert abs(v("wattsched_profit_rate_usd_per_hour") - plan["objective_usd"] / plan["interval_h"]) < 1e-6
-    assert v("wattsched_solver_runs_total", method="greedy", status="feasible") == 1.0
-    assert v("wattsched_solver_duration_seconds_count", method="greedy") == 1.0
-    assert v("wattsched_replan_duration_seconds_count", path="fast") == 1.0
+    assert v("wattsched_solver_runs_total", method="greedy", status="feasible") == 2.0
+    assert v("wattsched_solver_duration_seconds_count", method="greedy") == 2.0
+    assert v("wattsched_replan_duration_seconds_count", path="fast") == 2.0
+    assert v("wattsched_plans_not_better_total") == 1.0
     assert v("wattsched_plans_adopted_total", method="greedy") == 1.0
     assert v("wattsched_verification_failures_total") == 0.0
 

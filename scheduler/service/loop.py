@@ -120,6 +120,7 @@ class ServiceLoop:
         self._version = 0
         self._current: Optional[Adopted] = None
         self._last_replan_at_s: Optional[float] = None
+        self.confirmed_at_s: Optional[float] = None   # last time a re-plan adopted or re-confirmed the plan
         self._lock = threading.RLock()        # inputs and the adopted plan
         self._plan_lock = threading.Lock()    # one fast re-plan at a time
         self.resumed_from: Optional[int] = None
@@ -313,6 +314,7 @@ class ServiceLoop:
                 baseline = self._objective_of(cur, problem)
                 if baseline is not None and objective <= baseline + 1e-6 * max(1.0, abs(baseline)):
                     self.stats.rejected_not_better += 1
+                    self.confirmed_at_s = self.clock()
                     return Outcome(path, False, "not better", result.method, result.status,
                                    time.perf_counter() - t0, objective)
             now = self.clock()
@@ -321,6 +323,7 @@ class ServiceLoop:
             seq = self.store.add_plan(row)
             row = replace(row, seq=seq)
             self._current = Adopted(row, snap.version, scenario, problem, result.assignment)
+            self.confirmed_at_s = now
             self.stats.adoptions[result.method] = self.stats.adoptions.get(result.method, 0) + 1
             self.actuator.publish(self._document(row))
         return Outcome(path, True, "adopted", result.method, result.status, time.perf_counter() - t0,

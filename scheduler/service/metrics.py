@@ -44,6 +44,13 @@ class PlanCollector:
             return
         age.add_metric([], max(0.0, loop.clock() - cur.row.adopted_at_s))
         yield age
+        confirmed = loop.confirmed_at_s if loop.confirmed_at_s is not None else cur.row.adopted_at_s
+        yield GaugeMetricFamily("wattsched_plan_confirmed_age_seconds",
+                                "Seconds since a re-plan last adopted or re-confirmed the current plan.",
+                                value=max(0.0, loop.clock() - confirmed))
+        yield GaugeMetricFamily("wattsched_plan_up_to_date",
+                                "1 when the current plan was made from the latest inputs, else 0.",
+                                value=1.0 if cur.row.inputs_hash == loop.inputs_hash() else 0.0)
         yield GaugeMetricFamily("wattsched_plan_adopted_timestamp_seconds",
                                 "Unix time at which the current plan was adopted.", value=cur.row.adopted_at_s)
         yield GaugeMetricFamily("wattsched_plan_sequence", "Sequence number of the current plan in the store.",
