@@ -13,7 +13,7 @@ from .improve import copy_into, evict_replicas, force_place, improve
 from .repair import running_state, sanitize
 from .shed import shed
 
-Workspace = namedtuple("Workspace", "pa inc start_lvl svc_start_lvl nbuf cand cnt run tmp")
+Workspace = namedtuple("Workspace", "pa inc start_lvl svc_start_lvl job_order nbuf cand cnt run tmp best")
 """Everything a kernel call needs besides the plan: the problem, its ranked increments, start
 levels per (job, model) and (service, model) (-1 = never starts), and scratch arrays."""
 
@@ -61,9 +61,12 @@ def prepare(pa: ProblemArrays) -> Workspace:
     svc_start_lvl[a[m], b[m]] = c[m]
     K = len(pa.rack_kind)
     R = max(1, pa.job_run_n.shape[1])
-    return Workspace(pa, inc, start_lvl, svc_start_lvl, np.zeros(R, np.int64),
+    starts = a[kind == JOB_START]
+    _, first = np.unique(starts, return_index=True)
+    job_order = starts[np.sort(first)].astype(np.int64)     # by best start slope
+    return Workspace(pa, inc, start_lvl, svc_start_lvl, job_order, np.zeros(R, np.int64),
                      np.zeros(max(1, len(pa.dom_gpus)), np.int64), np.zeros(K, np.int64),
-                     np.zeros(K, np.int64), alloc_state(pa))
+                     np.zeros(K, np.int64), alloc_state(pa), alloc_state(pa))
 
 
 def _fill(ws: Workspace, st: PlanState) -> None:
@@ -89,7 +92,7 @@ def place_required(ws: Workspace, st: PlanState) -> list[int]:
             copy_into(ws.tmp.ref, st.ref)
             if evict_replicas(pa.ref, st.ref, d, pa.job_gpus[j]):
                 recompute(pa.ref, st.ref)
-                if force_place(pa.ref, st.ref, j, d, lvl, ws.nbuf) and shed(pa.ref, st.ref, j):
+                if force_place(pa.ref, st.ref, j, d, lvl, ws.nbuf) and shed(pa.ref, st.ref, j, -1):
                     done = True
                     break
             copy_into(st.ref, ws.tmp.ref)
@@ -110,14 +113,14 @@ def construct(ws: Workspace) -> PlanState:
 
 def improve_plan(ws: Workspace, st: PlanState, max_moves: int = 400) -> int:
     """Local search in place; st must be feasible. Returns the number of moves kept."""
-    return int(improve(ws.pa.ref, st.ref, ws.tmp.ref, ws.inc, ws.start_lvl, ws.nbuf, ws.cand, ws.cnt, ws.run,
+    return int(improve(ws.pa.ref, st.ref, ws.tmp.ref, ws.best.ref, ws.inc, ws.start_lvl, ws.job_order, ws.nbuf, ws.cand, ws.cnt, ws.run,
                        max_moves))
 
 
 def repair(ws: Workspace, st: PlanState) -> bool:
     """Any plan -> a feasible one in place (least loss), topped up; False if no plan exists."""
     sanitize(ws.pa.ref, st.ref)
-    if not shed(ws.pa.ref, st.ref, -1):
+    if not shed(ws.pa.ref, st.ref, -1, -1):
         return False
     _fill(ws, st)
     return True
@@ -127,7 +130,7 @@ def curtail(ws: Workspace, st: PlanState) -> bool:
     """A feasible plan under the problem's (new, lower) limits: shed the least valuable power,
     then refill freed headroom. In place; False if no plan exists."""
     recompute(ws.pa.ref, st.ref)
-    if not shed(ws.pa.ref, st.ref, -1):
+    if not shed(ws.pa.ref, st.ref, -1, -1):
         return False
     _fill(ws, st)
     return True

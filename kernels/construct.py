@@ -254,7 +254,7 @@ def replica_gain_usd(pa, i, k, lv, need_rps, cnt_k, run_k):
 
 
 @njit(cache=True)
-def _add_on_rack(pa, st, i, k, lv, cnt, run):
+def _add_on_rack(pa, st, i, k, lv, cnt, run, force):
     g = pa.rack_model[k]
     if not pa.svc_site_ok[i, pa.rack_site[k]]:
         return
@@ -263,7 +263,7 @@ def _add_on_rack(pa, st, i, k, lv, cnt, run):
         return
     kwr = pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv]
     rps = pa.svc_rps[i, g] * pa.gpu_perf[g, lv]
-    nmax = min(free, units_fit(pa, st, k, kwr))
+    nmax = free if force else min(free, units_fit(pa, st, k, kwr))
     need = pa.svc_demand_rps[i] - st.svc_cap_rps[i]
     t = 0
     while t < nmax and need > 1e-9:
@@ -277,9 +277,10 @@ def _add_on_rack(pa, st, i, k, lv, cnt, run):
 
 
 @njit(cache=True)
-def add_replicas(pa, st, i, g, lv, cnt, run):
-    """Add replicas of service i at level lv on model-g racks while they pay and fit:
-    racks where it runs now first, then the model's rack order."""
+def add_replicas(pa, st, i, g, lv, cnt, run, force):
+    """Add replicas of service i at level lv on model-g racks while they pay and fit (with
+    `force`, while they pay and GPUs are free: shedding follows): racks where it runs now
+    first, then the model's rack order."""
     if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
         return
     for x in range(st.ng[0]):
@@ -290,11 +291,11 @@ def add_replicas(pa, st, i, g, lv, cnt, run):
     for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
         k = pa.svc_run_rack[e]
         if pa.rack_model[k] == g and cnt[k] < run[k] and lv >= pa.svc_minlev[i, g]:
-            _add_on_rack(pa, st, i, k, lv, cnt, run)
+            _add_on_rack(pa, st, i, k, lv, cnt, run, force)
     for x in range(pa.model_rack_ptr[g], pa.model_rack_ptr[g + 1]):
         if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
             break
-        _add_on_rack(pa, st, i, pa.model_racks[x], lv, cnt, run)
+        _add_on_rack(pa, st, i, pa.model_racks[x], lv, cnt, run, force)
     for x in range(st.ng[0]):
         cnt[st.g_rack[x]] = 0
     for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
@@ -365,8 +366,17 @@ def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run):
             if d >= 0 and pa.dom_model[d] == b[x] and st.job_lvl[j] < c[x]:
                 raise_job(pa, st, j, c[x])
         elif t == SVC_ADD:
-            add_replicas(pa, st, a[x], b[x], c[x], cnt, run)
+            add_replicas(pa, st, a[x], b[x], c[x], cnt, run, False)
         elif t == SVC_UP:
             upgrade_replicas(pa, st, a[x], b[x], c[x])
         else:
             miner_up(pa, st, a[x], b[x], c[x])
+
+
+@njit(cache=True)
+def force_services(pa, st, kind, a, b, c, cnt, run):
+    """Re-add replicas of every service short of demand on free GPUs, ignoring power headroom
+    (the caller sheds afterwards): what an eviction took away gets a chance elsewhere."""
+    for x in range(len(kind)):
+        if kind[x] == SVC_ADD:
+            add_replicas(pa, st, a[x], b[x], c[x], cnt, run, True)

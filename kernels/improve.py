@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .construct import fill
+from .construct import fill, force_services
 from .core import compact_groups, group_change, job_place, job_relevel, job_unplace, objective_usd, recompute
 from .shed import shed
 
@@ -96,18 +96,43 @@ def required_placed(pa, st):
 
 
 @njit(cache=True)
-def _settle(pa, st, protect, inc, nbuf, cand, cnt, run):
-    if not shed(pa, st, protect):
+def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run):
+    if not shed(pa, st, keep_job, keep_level):
         return False
     fill(pa, st, inc[0], inc[1], inc[2], inc[3], inc[4], nbuf, cand, cnt, run)
     return True
 
 
 @njit(cache=True)
-def improve(pa, st, tmp, inc, start_lvl, nbuf, cand, cnt, run, max_moves):
-    """Hill-climb with insert / evict-and-insert / lower-cap moves; st must be feasible.
-    start_lvl[j, g] is the level a job starts at (the best profit per kW). Returns moves kept."""
-    J, G = pa.job_val.shape
+def _try_insert(pa, st, j, d, ev, lvl, inc, nbuf, cand, cnt, run):
+    """Evict (ev: -1 nothing, -2 every job in d, else that job), force job j into d at lvl, shed,
+    fill. False when the move cannot be made feasible."""
+    J = len(st.job_dom)
+    if ev >= 0:
+        job_unplace(pa, st, ev)
+    elif ev == -2:
+        for e2 in range(J):
+            if st.job_dom[e2] == d:
+                job_unplace(pa, st, e2)
+    if _free_gpus(pa, st, d) < pa.job_gpus[j]:
+        if not evict_replicas(pa, st, d, pa.job_gpus[j]) or _free_gpus(pa, st, d) < pa.job_gpus[j]:
+            return False
+    recompute(pa, st)
+    if not force_place(pa, st, j, d, lvl, nbuf):
+        return False
+    force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run)
+    if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run):
+        return False
+    recompute(pa, st)
+    return required_placed(pa, st)
+
+
+@njit(cache=True)
+def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, max_moves):
+    """Hill-climb; st must be feasible. Each unscheduled job (most valuable first) takes its best
+    insert move if it raises the objective; then cap raises and cuts. start_lvl[j, g] is the level
+    a job starts at (best profit per kW). Returns the number of moves kept."""
+    J = len(st.job_dom)
     kept = 0
     tried = 0
     improved = True
@@ -115,49 +140,38 @@ def improve(pa, st, tmp, inc, start_lvl, nbuf, cand, cnt, run, max_moves):
         improved = False
         compact_groups(st)
         base = objective_usd(pa, st)
-        for j in range(J):
-            if st.job_dom[j] >= 0:
+        for jj in range(len(job_order)):
+            j = job_order[jj]
+            if st.job_dom[j] >= 0 or tried >= max_moves:
                 continue
+            copy_into(tmp, st)
+            bval = base + 1e-7 * max(1.0, abs(base))
+            found = False
             for d in range(len(pa.dom_gpus)):
                 g = pa.dom_model[d]
                 if (pa.job_val[j, g] < 0 or not pa.job_site_ok[j, pa.dom_site[d]]
                         or pa.dom_gpus[d] < pa.job_gpus[j] or start_lvl[j, g] < 0):
                     continue
-                # evict nothing (-1), every job in the domain (-2), or each job in turn
                 for ev in range(-2, J):
-                    if ev >= 0 and st.job_dom[ev] != d:
+                    if ev >= 0 and tmp.job_dom[ev] != d:
+                        continue
+                    if ev == -2 and tmp.dom_free[d] == pa.dom_gpus[d]:
                         continue
                     if tried >= max_moves:
                         break
                     tried += 1
-                    copy_into(tmp, st)
-                    if ev >= 0:
-                        job_unplace(pa, st, ev)
-                    elif ev == -2:
-                        for e2 in range(J):
-                            if st.job_dom[e2] == d:
-                                job_unplace(pa, st, e2)
-                    ok = True
-                    if _free_gpus(pa, st, d) < pa.job_gpus[j]:
-                        ok = evict_replicas(pa, st, d, pa.job_gpus[j]) and _free_gpus(pa, st, d) >= pa.job_gpus[j]
-                    if ok:
-                        recompute(pa, st)
-                        ok = force_place(pa, st, j, d, start_lvl[j, g], nbuf)
-                    if ok:
-                        ok = _settle(pa, st, j, inc, nbuf, cand, cnt, run)
-                    if ok:
-                        ok = required_placed(pa, st)
-                    if ok:
-                        recompute(pa, st)
+                    if _try_insert(pa, st, j, d, ev, start_lvl[j, g], inc, nbuf, cand, cnt, run):
                         v = objective_usd(pa, st)
-                        if v > base + 1e-7 * max(1.0, abs(base)):
-                            base = v
-                            kept += 1
-                            improved = True
-                            break
+                        if v > bval:
+                            bval = v
+                            found = True
+                            copy_into(best, st)
                     copy_into(st, tmp)
-                if st.job_dom[j] >= 0:
-                    break
+            if found:
+                copy_into(st, best)
+                base = bval
+                kept += 1
+                improved = True
         for j in range(J):
             for step in (1, -1):   # raise a cap (shedding cheaper load), or lower it
                 d = st.job_dom[j]
@@ -170,7 +184,7 @@ def improve(pa, st, tmp, inc, start_lvl, nbuf, cand, cnt, run, max_moves):
                 tried += 1
                 copy_into(tmp, st)
                 job_relevel(pa, st, j, lv)
-                ok = _settle(pa, st, j if step > 0 else -1, inc, nbuf, cand, cnt, run)
+                ok = _settle(pa, st, j if step > 0 else -1, j if step > 0 else -1, inc, nbuf, cand, cnt, run)
                 if ok:
                     recompute(pa, st)
                     v = objective_usd(pa, st)

@@ -2,7 +2,8 @@
 previous interval's plan), take away the least valuable power until every limit holds.
 
 Each step fixes the narrowest broken limit (rack, then feed and loop, then site) with the action
-losing the least USD per kW it frees there: switching miners down a mode or off, lowering a GPU
+losing the least USD per useful kW it frees there (kW beyond the deficit do not count, so a big
+action is not preferred just because it frees much): switching miners down a mode or off, lowering a GPU
 cap level (a training job, or replicas), removing replicas, stopping a job (required jobs never).
 Losses include move costs against where things run now.
 """
@@ -79,8 +80,9 @@ def running_on(pa, i, k):
 
 
 @njit(cache=True)
-def shed(pa, st, protect_job):
-    """Shed until all power limits hold; returns False when nothing more can be shed."""
+def shed(pa, st, keep_job, keep_level):
+    """Shed until all power limits hold; returns False when nothing more can be shed.
+    Job `keep_job` is never stopped, job `keep_level` never lowered (-1: none)."""
     J = len(st.job_dom)
     while True:
         rt, ri, deficit = worst_violation(pa, st)
@@ -113,7 +115,7 @@ def shed(pa, st, protect_job):
                     if dk <= 1e-12:
                         continue
                     loss = pa.interval_h * (pa.mm_th_s[mm, qf] - tt) * pa.usd_per_th_h - energy_usd(pa, k, dk)
-                    ratio = loss / (dk * w)
+                    ratio = loss / min(dk * w, deficit)
                     if ratio < best_ratio:
                         best_ratio = ratio
                         bact, bx, by, bz = A_MINER, k, qf, qt
@@ -121,7 +123,7 @@ def shed(pa, st, protect_job):
         # training jobs
         for j in range(J):
             d = st.job_dom[j]
-            if d < 0 or j == protect_job:
+            if d < 0:
                 continue
             g = pa.dom_model[d]
             lv = st.job_lvl[j]
@@ -136,21 +138,21 @@ def shed(pa, st, protect_job):
             if wkw <= 0.0:
                 continue
             val = pa.job_gpus[j] * pa.job_val[j, g]
-            for lt in range(pa.job_minlev[j, g], lv):
+            for lt in range(pa.job_minlev[j, g], lv if j != keep_level else 0):
                 dbk = pa.gpu_busy_kw[g, lv] - pa.gpu_busy_kw[g, lt]
                 if dbk <= 1e-12:
                     continue
                 loss = pa.interval_h * val * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, lt]) - ekw * dbk
-                ratio = loss / (wkw * dbk)
+                ratio = loss / min(wkw * dbk, deficit)
                 if ratio < best_ratio:
                     best_ratio = ratio
                     bact, bx, by, bz, bunits = A_JOB_LVL, j, lt, 0, 1
-            if not pa.job_req[j]:
+            if not pa.job_req[j] and j != keep_job:
                 bk = pa.gpu_busy_kw[g, lv]
                 loss = pa.interval_h * val * pa.gpu_perf[g, lv] - ekw * bk
                 if pa.job_run_dom[j] >= 0 and not job_moved(pa, st, j):
                     loss += pa.job_move_usd[j]
-                ratio = loss / (wkw * bk)
+                ratio = loss / min(wkw * bk, deficit)
                 if ratio < best_ratio:
                     best_ratio = ratio
                     bact, bx, by, bz, bunits = A_JOB_STOP, j, 0, 0, 1
@@ -174,7 +176,7 @@ def shed(pa, st, protect_job):
                 u = min(n, int(np.ceil(deficit / (dk * w) - 1e-12)))
                 loss = served_loss_usd(pa, st, i, u * rps * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, lt])) \
                     - energy_usd(pa, k, u * dk)
-                ratio = loss / (u * dk * w)
+                ratio = loss / min(u * dk * w, deficit)
                 if ratio < best_ratio:
                     best_ratio = ratio
                     bact, bx, by, bz, bunits = A_GRP_LVL, x, lt, 0, u
@@ -183,7 +185,7 @@ def shed(pa, st, protect_job):
             loss = served_loss_usd(pa, st, i, u * rps * pa.gpu_perf[g, lv]) - energy_usd(pa, k, u * dk)
             if running_on(pa, i, k) > 0:
                 loss += u * pa.svc_move_usd[i]
-            ratio = loss / (u * dk * w)
+            ratio = loss / min(u * dk * w, deficit)
             if ratio < best_ratio:
                 best_ratio = ratio
                 bact, bx, by, bz, bunits = A_GRP_DEL, x, 0, 0, u
