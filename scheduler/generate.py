@@ -127,6 +127,27 @@ def _gpu_group(rng, kind: str, model: str, gpus: int, n: int, cooling: str, doma
     return _Group(kind, model, gpus, n, limit, idle, cooling, min(top, limit), base, domain)
 
 
+def _pod_sizes(rng: np.random.Generator, racks: int) -> tuple[list[int], int]:
+    """Training pods of 4, 8 or 16 racks (a DGX SuperPOD scalable unit is 256 GPUs: 8 racks of
+    32 or 16 of 16), so pods hold a power-of-two number of GPUs; left-over racks (< 4) are returned."""
+    sizes: list[int] = []
+    rest = racks
+    while rest >= 4:
+        size = int(rng.choice([s for s in (4, 8, 8, 16) if s <= rest]))
+        sizes.append(size)
+        rest -= size
+    return sizes, rest
+
+
+def _job_gpus(rng: np.random.Generator, pod_gpus: int) -> int:
+    """Training jobs come in whole 8-GPU servers, mostly powers of two (as in the Philly, Helios
+    and Acme traces), sometimes three times one; sized 25-100% of a pod, at most 512."""
+    top = min(pod_gpus, 512)
+    sizes = sorted({s for k in range(3, 10) for s in (2 ** k, 3 * 2 ** (k - 1)) if 8 <= s <= top} or {8})
+    target = pod_gpus * rng.uniform(0.25, 1.0)
+    return int(min(sizes, key=lambda s: (abs(s - target), s)))
+
+
 def _site_groups(rng, prefix: str, racks: int) -> list[_Group]:
     n_miner, n_train, n_inf = _rack_mix(rng, racks)
     groups: list[_Group] = []
@@ -134,7 +155,9 @@ def _site_groups(rng, prefix: str, racks: int) -> list[_Group]:
     site_miners = rng.choice(len(miner_models), size=min(3, len(miner_models)), replace=False)
     for size in _split(rng, n_miner, 10, 60) if n_miner else []:
         groups.append(_miner_group(rng, miner_models[int(rng.choice(site_miners))], size))
-    for d, size in enumerate(_split(rng, n_train, 4, 16) if n_train else [], start=1):
+    pods, spare = _pod_sizes(rng, n_train)
+    n_inf += spare
+    for d, size in enumerate(pods, start=1):
         model = TRAIN_MODELS[int(rng.integers(len(TRAIN_MODELS)))]
         gpus = int(rng.choice([8, 16, 32, 32]))
         groups.append(_gpu_group(rng, "train", model, gpus, size, "liquid", f"{prefix}-pod{d}"))
@@ -241,8 +264,7 @@ def _training_jobs(rng, si: int, n_sites: int, groups: list[_Group], free: dict[
         home = domains[int(rng.integers(len(domains)))]
         dom_gpus = home.n * home.count
         models = [home.model] + [m for m in TRAIN_MODELS if m != home.model and rng.random() < 0.4]
-        gpus = 8 * max(1, round(dom_gpus * rng.uniform(0.25, 1.0) / 8))
-        gpus = int(min(gpus, dom_gpus, 512))
+        gpus = _job_gpus(rng, dom_gpus)
         job: dict[str, Any] = {
             "id": f"s{si}-job{n:03d}", "gpus": gpus,
             "value_per_gpu_h": {m: round(GPU_USD_PER_H[m] * float(rng.uniform(0.85, 1.15)), 2)

@@ -110,10 +110,13 @@ def _levels(p: Problem, g: int, lo: int) -> list[int]:
 
 
 def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
-               svc_levels_by_rack: dict[int, dict[int, list[int]]]) -> list[GpuUnit]:
+               svc_levels_by_rack: dict[int, dict[int, list[int]]]) -> tuple[list[GpuUnit], list[list[int]]]:
+    """GPU units, and groups of unit indices that are identical racks modelled one by one
+    (their power limit binds): the solver orders those by power to cut their symmetry."""
     running_racks = set(p.job_run_rack.tolist()) | set(p.svc_run_rack.tolist())
     groups: dict[tuple, list[int]] = defaultdict(list)
     singles: list[list[int]] = []
+    twins: dict[tuple, list[int]] = defaultdict(list)
     for k in np.nonzero(p.rack_kind == GPU)[0].tolist():
         g, d = int(p.rack_model[k]), int(p.rack_domain[k])
         levels = set(job_levels_by_domain.get(d, set()))
@@ -128,13 +131,19 @@ def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
         sizes = sorted(gprs)
         chain = all(int(p.rack_count[k]) % s == 0 for s in sizes) and all(
             b % a == 0 for a, b in zip(sizes, sizes[1:]))
-        if k in running_racks or power_binds or not chain:
-            singles.append([k])
-            continue
         key = (d, g, int(p.rack_site[k]), int(p.rack_feed[k]), int(p.rack_loop[k]), int(p.rack_count[k]),
                float(p.rack_limit_kw[k]), float(p.rack_base_kw[k]),
                tuple(sorted((i, tuple(lv)) for i, lv in svc_levels_by_rack.get(k, {}).items())))
-        groups[key].append(k)
+        if k in running_racks:
+            singles.append([k])
+        elif power_binds or not chain:
+            twins[key].append(k)
+        else:
+            groups[key].append(k)
+    twin_groups = []
+    for racks in twins.values():
+        twin_groups.append(list(range(len(singles), len(singles) + len(racks))))
+        singles.extend([k] for k in racks)
     units = []
     for racks in singles + list(groups.values()):
         k = racks[0]
@@ -143,7 +152,7 @@ def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
         for lv in svc_levels_by_rack.get(k, {}).values():
             levels |= set(lv)
         units.append(GpuUnit(racks=racks, model=g, count=int(p.rack_count[k]), levels=sorted(levels)))
-    return units
+    return units, [grp for grp in twin_groups if len(grp) > 1]
 
 
 def build(p: Problem, explain: bool = False) -> Model:
@@ -203,7 +212,8 @@ def build(p: Problem, explain: bool = False) -> Model:
                 g = int(p.rack_model[k])
                 svc_levels_by_rack[k][i] = _levels(p, g, p.svc_min_level[i, g])
 
-    units = _gpu_units(p, job_levels_by_domain, svc_levels_by_rack)
+    units, twin_groups = _gpu_units(p, job_levels_by_domain, svc_levels_by_rack)
+    unit_power: list[list] = []
     unit_of_rack: dict[int, GpuUnit] = {}
     domain_level_t: dict[tuple[int, int], list[pulp.LpVariable]] = defaultdict(list)
     capacity_terms: dict[int, list] = defaultdict(list)
@@ -235,6 +245,7 @@ def build(p: Problem, explain: bool = False) -> Model:
         busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]
         power = [(v, p.gpu_busy_kw[g, c]) for c, v in u.t.items()] + [
             (v, p.svc_gpus_per_replica[i] * p.gpu_busy_kw[g, c]) for (i, c), v in u.r.items()]
+        unit_power.append(power)
         label = p.rack_ids[k0] if n_racks == 1 else f"{p.rack_ids[k0]}+{n_racks - 1}"
         if busy:
             max_busy = sum(v.upBound * a for v, a in busy)
@@ -253,10 +264,27 @@ def build(p: Problem, explain: bool = False) -> Model:
                 obj[v] += -price_kw[s_] * factor * a
 
     # training GPUs at (domain, level) equal the jobs placed there
+    w_at: dict[tuple[int, int], list] = defaultdict(list)
+    for (j, d, c), v in w.items():
+        w_at[d, c].append((v, int(p.job_gpus[j])))
     for (d, c), tvars in domain_level_t.items():
-        jobs = [(w[j, dd, cc], -int(p.job_gpus[j])) for (j, dd, cc) in w if dd == d and cc == c]
-        add_row(pulp.LpAffineExpression([(v, 1) for v in tvars] + jobs), "=", 0,
+        add_row(pulp.LpAffineExpression([(v, 1) for v in tvars] + [(v, -n) for v, n in w_at[d, c]]), "=", 0,
                 f"domain_gpus[{p.domain_ids[d]}@{c}]")
+    # implied knapsacks on the job binaries alone (GPUs, then power room of the domain's racks):
+    # redundant for the LP, but they let the solver derive cover cuts for gang packing
+    for d in range(len(p.domain_ids)):
+        levels = sorted(c for (dd, c) in w_at if dd == d)
+        if not levels:
+            continue
+        racks = p.domain_rack_list(d)
+        g = int(p.domain_model[d])
+        gpus = [(v, n) for c in levels for v, n in w_at[d, c]]
+        if sum(n for _, n in gpus) > p.domain_gpus[d]:
+            add_row(pulp.LpAffineExpression(gpus), "<=", int(p.domain_gpus[d]), f"domain_fit[{p.domain_ids[d]}]")
+        room = float(np.sum(p.rack_limit_kw[racks] - p.rack_base_kw[racks]))
+        power = [(v, n * p.gpu_busy_kw[g, c]) for c in levels for v, n in w_at[d, c]]
+        if sum(a for _, a in power) > room + EPS:
+            add_row(pulp.LpAffineExpression(power), "<=", room, f"domain_power[{p.domain_ids[d]}]")
 
     # --- moves ----------------------------------------------------------------------------------
     keep: dict[tuple[int, int], pulp.LpVariable] = {}
