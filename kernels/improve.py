@@ -104,10 +104,14 @@ def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run):
 
 
 @njit(cache=True)
-def _try_insert(pa, st, j, d, ev, lvl, inc, nbuf, cand, cnt, run):
-    """Evict (ev: -1 nothing, -2 every job in d, else that job), force job j into d at lvl, shed,
-    fill. False when the move cannot be made feasible."""
+def _try_insert(pa, st, j, d, ev, start_lvl, job_order, was_dom, inc, nbuf, cand, cnt, run):
+    """Evict (ev: -1 nothing, -2 every job in d, else that job), force job j into d at its start
+    level, force evicted jobs back into d where GPUs remain (most valuable first) and evicted
+    replicas elsewhere, then shed and fill. False when the move cannot be made feasible.
+    was_dom[e] is each job's domain before the move."""
     J = len(st.job_dom)
+    g = pa.dom_model[d]
+    lvl = start_lvl[j, g]
     if ev >= 0:
         job_unplace(pa, st, ev)
     elif ev == -2:
@@ -120,6 +124,11 @@ def _try_insert(pa, st, j, d, ev, lvl, inc, nbuf, cand, cnt, run):
     recompute(pa, st)
     if not force_place(pa, st, j, d, lvl, nbuf):
         return False
+    for x in range(len(job_order)):
+        e = job_order[x]
+        if e != j and was_dom[e] == d and st.job_dom[e] < 0 and start_lvl[e, g] >= 0 \
+                and st.dom_free[d] >= pa.job_gpus[e]:
+            force_place(pa, st, e, d, start_lvl[e, g], nbuf)
     force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run)
     if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run):
         return False
@@ -160,7 +169,7 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                     if tried >= max_moves:
                         break
                     tried += 1
-                    if _try_insert(pa, st, j, d, ev, start_lvl[j, g], inc, nbuf, cand, cnt, run):
+                    if _try_insert(pa, st, j, d, ev, start_lvl, job_order, tmp.job_dom, inc, nbuf, cand, cnt, run):
                         v = objective_usd(pa, st)
                         if v > bval:
                             bval = v
