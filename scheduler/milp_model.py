@@ -61,7 +61,8 @@ class MinerRack:
 class Model:
     problem: Problem
     lp: pulp.LpProblem
-    constant_usd: float                              # objective constant not carried by the LP
+    constant_usd: float                              # objective constant
+    obj: dict                                        # variable -> objective coefficient (USD)
     units: list[GpuUnit]
     miner_classes: list[MinerClass]
     miner_racks: list[MinerRack]
@@ -155,10 +156,19 @@ def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
     return units, [grp for grp in twin_groups if len(grp) > 1]
 
 
-def build(p: Problem, explain: bool = False) -> Model:
+def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None, tag: str = "",
+          moves: bool = True) -> Model:
     """Build the MILP. With `explain`, hard limits get penalised slacks and the objective
-    becomes 'least total violation' (used to name the limits of an infeasible scenario)."""
-    lp = pulp.LpProblem("wattsched", pulp.LpMinimize if explain else pulp.LpMaximize)
+    becomes 'least total violation' (used to name the limits of an infeasible scenario).
+
+    To compose several periods into one model (horizon planning), pass a shared `lp` and a
+    distinct `tag` per period (prefixes variable names, suffixes row labels `@tag`); the
+    objective is then left to the caller (`Model.obj`, `Model.constant_usd`), and `moves=False`
+    leaves move costs to the caller's linking rows."""
+    compose = lp is not None
+    if lp is None:
+        lp = pulp.LpProblem("wattsched", pulp.LpMinimize if explain else pulp.LpMaximize)
+    suffix = f"@{tag.rstrip('_')}" if tag else ""
     h = p.interval_h
     price_kw = h * p.site_price_usd_per_mwh / 1000.0        # USD per site-kW over the interval
     J, I = len(p.job_ids), len(p.svc_ids)
@@ -168,9 +178,10 @@ def build(p: Problem, explain: bool = False) -> Model:
     constant = 0.0
 
     def add_row(expr, sense: str, rhs: float, label: str, slack_kind: str | None = None):
-        name = f"c{len(rows)}"
+        name = f"{tag}c{len(rows)}"
+        label = label + suffix
         if explain and slack_kind is not None:
-            s = pulp.LpVariable(f"slack{len(slacks)}", lowBound=0)
+            s = pulp.LpVariable(f"{tag}slack{len(slacks)}", lowBound=0)
             slacks[label] = s
             expr = expr - s if sense == "<=" else expr + s
         if sense == "<=":
@@ -191,7 +202,7 @@ def build(p: Problem, explain: bool = False) -> Model:
                 continue
             g = int(p.domain_model[d])
             for c in _levels(p, g, p.job_min_level[j, g]):
-                w[j, d, c] = pulp.LpVariable(f"w_{j}_{d}_{c}", cat=pulp.LpBinary)
+                w[j, d, c] = pulp.LpVariable(f"{tag}w_{j}_{d}_{c}", cat=pulp.LpBinary)
                 job_levels_by_domain[d].add(c)
                 if not explain:
                     obj[w[j, d, c]] += h * p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]
@@ -232,7 +243,7 @@ def build(p: Problem, explain: bool = False) -> Model:
         for c in sorted(job_levels_by_domain.get(d, set())):
             ub = u.count if p.gpu_busy_kw[g, c] <= 0 else min(u.count, int(np.floor(room / p.gpu_busy_kw[g, c] + 1e-9)))
             ub = max(ub, 0) * n_racks
-            u.t[c] = pulp.LpVariable(f"t_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+            u.t[c] = pulp.LpVariable(f"{tag}t_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
             domain_level_t[d, c].append(u.t[c])
         for i, lv in svc_levels_by_rack.get(k0, {}).items():
             gpr = int(p.svc_gpus_per_replica[i])
@@ -240,7 +251,7 @@ def build(p: Problem, explain: bool = False) -> Model:
                 per = gpr * p.gpu_busy_kw[g, c]
                 ub = u.count // gpr if per <= 0 else min(u.count // gpr, int(np.floor(room / per + 1e-9)))
                 ub = max(ub, 0) * n_racks
-                u.r[i, c] = pulp.LpVariable(f"r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+                u.r[i, c] = pulp.LpVariable(f"{tag}r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
                 capacity_terms[i].append((u.r[i, c], p.svc_replica_rps[i, g] * p.gpu_perf[g, c]))
         busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]
         power = [(v, p.gpu_busy_kw[g, c]) for c, v in u.t.items()] + [
@@ -290,7 +301,7 @@ def build(p: Problem, explain: bool = False) -> Model:
     keep: dict[tuple[int, int], pulp.LpVariable] = {}
     keep_room: dict[tuple[int, int], list] = defaultdict(list)
     for j in range(J):
-        run = p.job_running(j)
+        run = p.job_running(j) if moves else {}
         if not run:
             continue
         cost = p.job_move_cost_usd[j]
@@ -300,7 +311,7 @@ def build(p: Problem, explain: bool = False) -> Model:
         for c in range(int(p.gpu_n_levels[p.domain_model[d]])):
             if (j, d, c) not in w or cost <= 0:
                 continue
-            keep[j, c] = pulp.LpVariable(f"keep_{j}_{c}", cat=pulp.LpBinary)
+            keep[j, c] = pulp.LpVariable(f"{tag}keep_{j}_{c}", cat=pulp.LpBinary)
             add_row(keep[j, c] - w[j, d, c], "<=", 0, f"keep[{p.job_ids[j]}@{c}]")
             if not explain:
                 obj[keep[j, c]] += cost
@@ -314,7 +325,7 @@ def build(p: Problem, explain: bool = False) -> Model:
     for i in range(I):
         cost = p.svc_move_cost_usd[i]
         run = p.svc_running(i)
-        if cost <= 0:
+        if cost <= 0 or not moves:
             continue
         racks = set(run) | {k for k in svc_levels_by_rack if i in svc_levels_by_rack[k]}
         for k in sorted(racks):
@@ -327,7 +338,7 @@ def build(p: Problem, explain: bool = False) -> Model:
                 if not explain:
                     constant -= cost * have
                 continue
-            dev = pulp.LpVariable(f"dev_{i}_{k}", lowBound=0)
+            dev = pulp.LpVariable(f"{tag}dev_{i}_{k}", lowBound=0)
             add_row(pulp.lpSum(reps) - dev, "<=", have, f"moves_up[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             add_row(-pulp.lpSum(reps) - dev, "<=", -have, f"moves_down[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             if not explain:
@@ -348,7 +359,7 @@ def build(p: Problem, explain: bool = False) -> Model:
         if not explain:
             constant -= h * 3.6 * dem * p.svc_penalty_per_1k[i]
         if capacity_terms[i]:
-            served[i] = pulp.LpVariable(f"s_{i}", lowBound=0, upBound=dem)
+            served[i] = pulp.LpVariable(f"{tag}s_{i}", lowBound=0, upBound=dem)
             add_row(pulp.LpAffineExpression([(served[i], 1)] + [(v, -a) for v, a in capacity_terms[i]]),
                     "<=", 0, f"served[{p.svc_ids[i]}]")
             if not explain:
@@ -372,7 +383,7 @@ def build(p: Problem, explain: bool = False) -> Model:
             V, pkw, pth = pats
             mc = MinerClass(racks=racks, model=mm, patterns=V, pattern_kw=pkw, pattern_th=pth)
             for n in range(len(V)):
-                v = pulp.LpVariable(f"n_{len(miner_classes)}_{n}", lowBound=0, upBound=len(racks), cat=pulp.LpInteger)
+                v = pulp.LpVariable(f"{tag}n_{len(miner_classes)}_{n}", lowBound=0, upBound=len(racks), cat=pulp.LpInteger)
                 mc.n.append(v)
                 feed_terms[f_].append((v, pkw[n]))
                 loop_terms[l_].append((v, pkw[n]))
@@ -386,7 +397,7 @@ def build(p: Problem, explain: bool = False) -> Model:
         for k in racks:
             mr = MinerRack(rack=k, model=mm)
             for q in range(nq):
-                v = pulp.LpVariable(f"m_{k}_{q}", lowBound=0, upBound=count, cat=pulp.LpInteger)
+                v = pulp.LpVariable(f"{tag}m_{k}_{q}", lowBound=0, upBound=count, cat=pulp.LpInteger)
                 mr.m.append(v)
                 feed_terms[f_].append((v, kw[q]))
                 loop_terms[l_].append((v, kw[q]))
@@ -421,10 +432,12 @@ def build(p: Problem, explain: bool = False) -> Model:
         if not explain:
             constant -= price_kw[s_] * base_site[s_]
 
-    if explain:
+    if compose:
+        pass
+    elif explain:
         lp += pulp.lpSum(s * (1e4 if label.startswith("required") else 1.0) for label, s in slacks.items())
     else:
         lp += pulp.LpAffineExpression(list(obj.items()), constant=constant)
-    return Model(problem=p, lp=lp, constant_usd=constant, units=units, miner_classes=miner_classes,
+    return Model(problem=p, lp=lp, constant_usd=constant, obj=dict(obj), units=units, miner_classes=miner_classes,
                  miner_racks=miner_racks, w=w, keep=keep, served=served, rows=rows, slacks=slacks,
                  unplaceable_required=unplaceable_required)
