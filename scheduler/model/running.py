@@ -1,0 +1,107 @@
+"""`--from PREVIOUS_PLAN.json`: the previous plan is where things run now. This module turns a
+scenario plus a previous plan into the scenario whose training and inference `running` fields
+are that plan's placements, so move costs are counted against it (by every solver and by
+`wattsched verify ... --from`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .checks import check_scenario
+from .load import ScenarioError
+from .scenario import Scenario
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
+    """A copy of `scenario` with `running` replaced by the previous plan's placements: a
+    scheduled job runs on its placement, an unscheduled (or absent) one runs nowhere; a service
+    runs its replicas per rack summed over cap levels. Raises ScenarioError with one
+    `plan.<path>: reason` line per problem."""
+    if not isinstance(plan, dict):
+        raise ScenarioError(["plan: must be a JSON object"])
+    errs: list[str] = []
+    racks = {r.id: (s, r) for s in scenario.sites for r in s.racks}
+    jobs = {j.id: j for j in scenario.training}
+    svcs = {s.id: s for s in scenario.inference}
+
+    def gpu_rack(rid: Any, path: str) -> bool:
+        if not isinstance(rid, str) or rid not in racks:
+            errs.append(f"{path}: unknown rack {rid!r}")
+            return False
+        if racks[rid][1].gpus is None:
+            errs.append(f"{path}: rack '{rid}' holds miners, not GPUs")
+            return False
+        return True
+
+    job_running: dict[str, dict[str, int]] = {}
+    training = plan.get("training", [])
+    if not isinstance(training, list):
+        errs.append("plan.training: must be a list")
+        training = []
+    for n, e in enumerate(training):
+        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
+            errs.append(f"plan.training[{n}]: must be an object with a string 'id'")
+            continue
+        if e["id"] not in jobs:
+            errs.append(f"plan.training[{n}].id: unknown training job '{e['id']}'")
+            continue
+        if not e.get("scheduled"):
+            continue
+        place = e.get("placement")
+        path = f"plan.training[{e['id']}].placement"
+        if not isinstance(place, dict):
+            errs.append(f"{path}: must be an object {{rack: gpus}}")
+            continue
+        out = {}
+        for rid, cnt in place.items():
+            if not gpu_rack(rid, path):
+                continue
+            if not _count(cnt):
+                errs.append(f"{path}.{rid}: must be a GPU count (got {cnt!r})")
+            elif cnt:
+                out[rid] = cnt
+        job_running[e["id"]] = out
+
+    svc_running: dict[str, dict[str, int]] = {}
+    inference = plan.get("inference", [])
+    if not isinstance(inference, list):
+        errs.append("plan.inference: must be a list")
+        inference = []
+    for n, e in enumerate(inference):
+        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
+            errs.append(f"plan.inference[{n}]: must be an object with a string 'id'")
+            continue
+        if e["id"] not in svcs:
+            errs.append(f"plan.inference[{n}].id: unknown inference service '{e['id']}'")
+            continue
+        place = e.get("placement", [])
+        path = f"plan.inference[{e['id']}].placement"
+        if not isinstance(place, list):
+            errs.append(f"{path}: must be a list of {{rack, replicas, cap_w}}")
+            continue
+        out = {}
+        for m, item in enumerate(place):
+            if not isinstance(item, dict):
+                errs.append(f"{path}[{m}]: must be an object {{rack, replicas, cap_w}}")
+                continue
+            rid, reps = item.get("rack"), item.get("replicas")
+            if not gpu_rack(rid, f"{path}[{m}].rack"):
+                continue
+            if not _count(reps):
+                errs.append(f"{path}[{m}].replicas: must be a count (got {reps!r})")
+            elif reps:
+                out[rid] = out.get(rid, 0) + reps
+        svc_running[e["id"]] = out
+    if errs:
+        raise ScenarioError(errs)
+
+    new_training = [j.model_copy(update={"running": job_running.get(j.id) or None}) for j in scenario.training]
+    new_inference = [s.model_copy(update={"running": svc_running.get(s.id) or None}) for s in scenario.inference]
+    out = scenario.model_copy(update={"training": new_training, "inference": new_inference})
+    problems = check_scenario(out)
+    if problems:  # the previous plan does not fit this scenario (e.g. a job's size changed)
+        raise ScenarioError([f"plan (as running): {p}" for p in problems])
+    return out
