@@ -1,0 +1,156 @@
+"""The rolling-horizon fast path (SPEC 6): plan period by period with the Numba kernels, each
+period's problem compiled with the previous period's plan as what runs now (so moves are costed),
+work-aware job values (finished jobs stop; deferrable jobs run in the cheapest hours of their
+window, urgent ones are boosted) and ramp-aware grid limits (a backward pass lowers each
+period's ceiling so later drops, such as demand-response windows, stay reachable; miners fill
+up to the floor the ramp sets after a drop)."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+import numpy as np
+
+from .assignment import Assignment, evaluate
+from .horizon_core import (Horizon, HorizonResult, WorkState, _only_jobs, drop_finished, job_work_gpu_h,
+                           with_running)
+from .problem import MINER, Problem
+from .solve import SolveOptions
+
+
+def ramp_ceiling_kw(h: Horizon) -> np.ndarray:
+    """f8[P,S]: the most each site may draw in period p so that every later grid limit can
+    still be reached by ramping down at `max_ramp_kw_per_h`."""
+    P = h.n_periods
+    cap = np.array([pr.site_grid_limit_kw for pr in h.problems], dtype=np.float64)
+    ramp = np.where(np.isnan(h.ramp_kw_per_h), np.inf, h.ramp_kw_per_h)
+    for p in range(P - 2, -1, -1):
+        cap[p] = np.minimum(cap[p], cap[p + 1] + ramp * h.hours[p + 1])
+    return cap
+
+
+def _site_price(p: Problem, j: int) -> float:
+    ok = p.job_site_ok[j]
+    return float(np.mean(p.site_price_usd_per_mwh[ok])) if ok.any() else 0.0
+
+
+def job_values(h: Horizon, p: int, work: WorkState) -> tuple[np.ndarray, np.ndarray]:
+    """Per-period job values and required flags for the kernels: jobs with no work left cannot
+    run; a tracked job runs only in the cheapest periods of its window (enough of them to finish
+    its work at full speed, plus one), and is boosted by its late penalty when time runs short."""
+    prob = h.problems[p]
+    values = prob.job_value_per_gpu_h.copy()
+    required = prob.job_required.copy()
+    for j in range(len(prob.job_ids)):
+        left = work.left[j]
+        if np.isnan(left):
+            continue
+        if work.finished(j) or left <= 0:
+            values[j, :] = np.nan
+            required[j] = False
+            continue
+        deadline = h.deadline_h[j]
+        end = h.end_h if np.isnan(deadline) else max(float(deadline), float(h.start_h[p] + h.hours[p]))
+        window = [q for q in range(p, h.n_periods) if h.start_h[q] < end - 1e-9]
+        need_h = left / float(prob.job_gpus[j])             # at perf 1.0
+        window_h = float(sum(h.hours[q] for q in window))
+        if window_h <= need_h * 1.25 + 1e-9:
+            # urgent: never defer, and rank above work that can wait
+            if not np.isnan(deadline):
+                values[j, :] += h.late_usd_per_h[j] / float(prob.job_gpus[j])
+            continue
+        prices = sorted((_site_price(h.problems[q], j), q) for q in window)
+        n = 0
+        acc = 0.0
+        for _, q in prices:
+            n += 1
+            acc += h.hours[q]
+            if acc >= need_h:
+                break
+        allowed = {q for _, q in prices[:n + 1]}
+        if p not in allowed:
+            values[j, :] = np.nan
+            required[j] = False
+    return values, required
+
+
+def raise_to_floor(p: Problem, a: Assignment, floor_kw: np.ndarray) -> Assignment:
+    """Add miners (cheapest kW first never; most TH/s per kW first) until each site draws at
+    least `floor_kw` or no miner can be added within rack, feed, loop and site limits."""
+    f = evaluate(p, a)
+    short = floor_kw - f.site_kw
+    if not (short > 1e-9).any():
+        return a
+    a = Assignment(a.job_level, a.job_place, a.svc_place, a.miners.copy())
+    rack_kw = f.rack_kw.copy()
+    feed_kw, loop_kw, site_kw = f.feed_kw.copy(), f.loop_heat_kw.copy(), f.site_kw.copy()
+    loop_site_fac = 1.0 + p.loop_kw_per_kw_heat
+    for k in np.nonzero(p.rack_kind == MINER)[0].tolist():
+        s = int(p.rack_site[k])
+        if site_kw[s] >= floor_kw[s] - 1e-9:
+            continue
+        mm = int(p.rack_model[k])
+        nq = int(p.miner_n_modes[mm])
+        kw, th = p.miner_kw[mm, :nq], p.miner_th_s[mm, :nq]
+        q = int(np.argmax(th / np.maximum(kw, 1e-9)))
+        fac = loop_site_fac[p.rack_loop[k]]
+        while a.miners[k].sum() < p.rack_count[k] and site_kw[s] < floor_kw[s] - 1e-9:
+            add = kw[q]
+            if (rack_kw[k] + add > p.rack_limit_kw[k] or feed_kw[p.rack_feed[k]] + add > p.feed_limit_kw[p.rack_feed[k]]
+                    or loop_kw[p.rack_loop[k]] + add > p.loop_cap_kw[p.rack_loop[k]]
+                    or site_kw[s] + add * fac > p.site_grid_limit_kw[s]):
+                break
+            a.miners[k, q] += 1
+            rack_kw[k] += add
+            feed_kw[p.rack_feed[k]] += add
+            loop_kw[p.rack_loop[k]] += add
+            site_kw[s] += add * fac
+    return a
+
+
+def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None) -> HorizonResult:
+    """Plan the periods in order with the kernels (status `feasible`)."""
+    from .heuristic import solve_heuristic
+
+    opts = opts or SolveOptions()
+    t0 = time.perf_counter()
+    ceiling = ramp_ceiling_kw(h)
+    ramp = h.ramp_kw_per_h
+    work = WorkState.start(h)
+    prev: Optional[Assignment] = None
+    prev_site: Optional[np.ndarray] = None
+    out: list[Assignment] = []
+    for p in range(h.n_periods):
+        base = h.problems[p]
+        values, required = job_values(h, p, work)
+        grid = np.minimum(base.site_grid_limit_kw, ceiling[p])
+        if prev_site is not None:
+            up = np.where(np.isnan(ramp), np.inf, prev_site + ramp * h.hours[p])
+            grid = np.minimum(grid, up)
+        running = None if prev is None else _only_jobs(
+            prev, [j for j in range(len(base.job_ids)) if not work.finished(j)])
+        changes = dict(job_value_per_gpu_h=values, job_required=required, site_grid_limit_kw=grid)
+        prob = with_running(base, running, **changes) if prev is not None else _replace(base, **changes)
+        res = solve_heuristic(prob, SolveOptions(warm_start=prev))
+        if res.assignment is None:
+            return HorizonResult(None, "rolling", "infeasible", time.perf_counter() - t0,
+                                 infeasible=[f"{r}@p{p}" for r in res.infeasible])
+        a = drop_finished(res.assignment, work)
+        if prev_site is not None and not np.isnan(ramp).all():
+            floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
+            a = raise_to_floor(prob, a, floor)
+        for j in range(len(base.job_ids)):
+            if a.job_level[j] >= 0:
+                work.run(h, j, job_work_gpu_h(base, a, j), p)
+        out.append(a)
+        prev, prev_site = a, evaluate(base, a).site_kw
+    return HorizonResult(out, "rolling", "feasible", time.perf_counter() - t0, backend="kernels")
+
+
+def _replace(p: Problem, **changes) -> Problem:
+    import dataclasses
+    return dataclasses.replace(p, **changes)
+
+
+__all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor", "math"]
