@@ -67,6 +67,8 @@ def check_scenario(sc: Scenario) -> list[str]:
         return None if where is None else (sc.sites[where[0]], sc.sites[where[0]].racks[where[1]])
 
     used_gpus: Counter[str] = Counter()
+    users: dict[str, list[str]] = defaultdict(list)  # rack id -> "'job' n" for the message
+    over_alone: set[str] = set()  # racks one placement already overfills: no second message
 
     def check_models(keys, path: str) -> None:
         for key in keys:
@@ -120,7 +122,9 @@ def check_scenario(sc: Scenario) -> list[str]:
                     domains.add(rack.domain)
                 if n > rack.gpus.count:
                     errs.append(f"{jp}.running.{rid}: {n} GPUs exceed the rack's {rack.gpus.count}")
+                    over_alone.add(rid)
                 used_gpus[rid] += n
+                users[rid].append(f"'{job.id}' {n}")
             if len(domains) > 1:
                 errs.append(f"{jp}.running: placement spans domains {_quote_list(domains)}; it must lie in one")
             total = sum(job.running.values())
@@ -142,14 +146,16 @@ def check_scenario(sc: Scenario) -> list[str]:
             gpus = n * svc.gpus_per_replica
             if gpus > rack.gpus.count:
                 errs.append(f"{ip}.running.{rid}: {n} replicas need {gpus} GPUs, the rack has {rack.gpus.count}")
+                over_alone.add(rid)
             used_gpus[rid] += gpus
+            users[rid].append(f"'{svc.id}' {gpus}")
 
     for rid, used in used_gpus.items():
         site, rack = rack_of(rid)
-        if used > rack.gpus.count:
+        if used > rack.gpus.count and rid not in over_alone:
             si, ki = rack_where[rid]
-            errs.append(f"sites[{si}].racks[{ki}]: running jobs and services use {used} GPUs, "
-                        f"the rack has {rack.gpus.count}")
+            errs.append(f"sites[{si}].racks[{ki}]: running placements use {used} GPUs "
+                        f"({', '.join(users[rid])}), the rack '{rid}' has {rack.gpus.count}")
 
     service_ids = {s.id for s in sc.inference}
     for pi, period in enumerate(sc.periods or []):

@@ -91,8 +91,10 @@ class Rack(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Rack":
-        if (self.gpus is None) == (self.miners is None):
-            raise ValueError("a rack holds either gpus or miners (exactly one of the two)")
+        if self.gpus is not None and self.miners is not None:
+            raise ValueError("a rack holds gpus or miners, not both")
+        if self.gpus is None and self.miners is None:
+            raise ValueError("a rack needs 'gpus' or 'miners' (it has neither)")
         if self.miners is not None and self.domain is not None:
             raise ValueError("a miner rack cannot belong to a domain")
         return self
@@ -157,3 +159,11 @@ class Scenario(_Strict):
     training: list[TrainingJob] = []
     inference: list[InferenceService] = []
     periods: Optional[Annotated[list[Period], Field(min_length=1)]] = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, version: object) -> object:
+        # strict: `true` and `1.0` are not the integer 1
+        if type(version) is not int or version != 1:
+            raise ValueError(f"unsupported scenario version {version!r}; this wattsched reads version 1")
+        return version
