@@ -292,6 +292,9 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force):
         k = pa.svc_run_rack[e]
         if pa.rack_model[k] == g and cnt[k] < run[k] and lv >= pa.svc_minlev[i, g]:
             _add_on_rack(pa, st, i, k, lv, cnt, run, force)
+    if pa.svc_move_usd[i] > 0 and not force:   # cheaper to raise caps than to start replicas?
+        for up in range(pa.svc_minlev[i, g] + 1, pa.gpu_nlev[g]):
+            upgrade_replicas(pa, st, i, g, up, lv)
     for x in range(pa.model_rack_ptr[g], pa.model_rack_ptr[g + 1]):
         if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
             break
@@ -303,8 +306,10 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force):
 
 
 @njit(cache=True)
-def upgrade_replicas(pa, st, i, g, lv):
-    """Raise replicas of service i on model-g racks to level lv while demand is unmet."""
+def upgrade_replicas(pa, st, i, g, lv, add_lv):
+    """Raise replicas of service i on model-g racks to level lv while demand is unmet. With
+    add_lv >= 0, only upgrades that cost less per rps than a new replica at add_lv on the same
+    rack would (energy plus its move cost): what to do before starting replicas elsewhere."""
     for x in range(st.ng[0]):
         need = pa.svc_demand_rps[i] - st.svc_cap_rps[i]
         if need <= 1e-9:
@@ -323,6 +328,12 @@ def upgrade_replicas(pa, st, i, g, lv):
             pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
         if gain <= 0:
             continue
+        if add_lv >= 0:
+            e = pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+            add_kw_ = pa.svc_gpr[i] * pa.gpu_busy_kw[g, add_lv]
+            add_rps = pa.svc_rps[i, g] * pa.gpu_perf[g, add_lv]
+            if dk * e / drps >= (add_kw_ * e + pa.svc_move_usd[i] / pa.interval_h) / add_rps:
+                continue
         u = min(st.g_n[x], units_fit(pa, st, k, dk), int(np.ceil(need / drps - 1e-9)))
         if u <= 0:
             continue
@@ -368,7 +379,7 @@ def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run):
         elif t == SVC_ADD:
             add_replicas(pa, st, a[x], b[x], c[x], cnt, run, False)
         elif t == SVC_UP:
-            upgrade_replicas(pa, st, a[x], b[x], c[x])
+            upgrade_replicas(pa, st, a[x], b[x], c[x], -1)
         else:
             miner_up(pa, st, a[x], b[x], c[x])
 
