@@ -263,9 +263,9 @@ def test_background_plan_adopted_only_when_better(tmp_path):
     loop.start()
     assert loop.replan().adopted
     idle_obj = loop.current().row.objective_usd
-    out = loop.improve()
+    [out] = loop.improve()
     assert out.adopted and out.method == "greedy" and out.objective_usd > idle_obj
-    again = loop.improve()  # the same plan again is not better
+    [again] = loop.improve()  # the same plan again is not better
     assert not again.adopted and again.why == "not better"
 
 
@@ -284,6 +284,6 @@ def test_background_plan_for_old_inputs_is_discarded(tmp_path):
             return GreedyPlanner().plan(problem, start)
 
     loop.full = Slow()
-    out = loop.improve()
+    [out] = loop.improve()
     assert not out.adopted and out.why == "stale inputs"
     assert site_kw(loop) <= 100.0

@@ -3,6 +3,7 @@ two planning threads (fast re-plan on every change or tick; the MILP in the back
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import logging
 import multiprocessing
 import threading
@@ -16,7 +17,8 @@ from .actuators import FanOut, FileActuator, WebhookActuator
 from .api import create_app
 from .loop import ServiceLoop
 from .metrics import make_registry
-from .planning import GreedyPlanner, SolverPlanner, default_fast_planner, default_verifier, milp_available
+from .planning import (GreedyPlanner, SolverPlanner, default_fast_planner, default_polish_planner,
+                       default_verifier, milp_available)
 from .settings import ServiceSettings
 from .store import SqliteStore
 
@@ -48,6 +50,15 @@ class ProcessPlanner:
                 proc.terminate()
 
 
+def settle_gc() -> None:
+    """Collect once, then move every object alive after start-up (imported modules, JIT-compiled
+    kernels, the scenario) out of the cyclic collector's reach. Without it a full collection walks
+    that whole heap and adds 50-150 ms to whichever re-plan triggers it; refcounting still frees
+    these objects as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 class Daemon:
     """The running service: call `serve()` (blocks until SIGINT/SIGTERM) or `start()`/`stop()`."""
 
@@ -61,6 +72,7 @@ class Daemon:
                                       threads=settings.solver_threads)
         else:
             self.fast = default_fast_planner(settings.fast_time_limit_s)
+        self.polish = default_polish_planner() if not settings.fast_method else None
         self.full = None
         if settings.milp and milp_available():
             self.full = ProcessPlanner("milp", settings.milp_time_limit_s, settings.solver_threads)
@@ -75,17 +87,20 @@ class Daemon:
         self._improve = threading.Event()
         self._stop = threading.Event()
         self.loop = ServiceLoop(scenario, self.store, clock, self.fast, self.full, FanOut(actuators),
-                                default_verifier(), settings.tick_s, on_change=None)
+                                default_verifier(), settings.tick_s, polish=self.polish)
         self.registry, self.api_metrics = make_registry(self.loop)
         self._threads: list[threading.Thread] = []
+        self.settle_s = 0.5  # quiet time before the background MILP runs
         self.app = create_app(self.loop, self.registry, self.api_metrics, settings.token(), notify=self._wake.set,
                               ready=self._ready, planners={"fast": self.fast.name,
+                                                           "polish": self.polish.name if self.polish else None,
                                                            "full": self.full.name if self.full else None})
 
     def _ready(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def _fast_worker(self) -> None:
+        settled = False
         while not self._stop.is_set():
             cur = self.loop.current()
             changed = cur is None or cur.row.inputs_hash != self.loop.inputs_hash()
@@ -94,6 +109,9 @@ class Daemon:
                 log.info("re-plan (%s): %s %s %.1f ms", "change" if changed else "tick", out.why,
                          out.method, out.seconds * 1000)
                 self._improve.set()
+                if not settled:  # after the first plan: the kernels are compiled, the heap is warm
+                    settle_gc()
+                    settled = True
             if self._stop.is_set():
                 return
             last = self.loop._last_replan_at_s or self.loop.clock()
@@ -102,24 +120,38 @@ class Daemon:
                 self._wake.clear()
 
     def _full_worker(self) -> None:
+        """Polish every fast plan at once; run the MILP once the inputs have been quiet for
+        `settle_s` (or `max_wait_s` into a continuous stream), so a burst of changes does not keep a
+        core busy with MILPs of inputs that are already out of date."""
+        settle_s, max_wait_s = self.settle_s, max(self.settle_s, min(self.loop.tick_s, 30.0))
+        waiting_since = None
         while not self._stop.is_set():
             if not self._improve.wait(timeout=1.0):
                 continue
             self._improve.clear()
             if self._stop.is_set():
                 return
-            try:
-                out = self.loop.improve()
-            except Exception:  # noqa: BLE001 - the background solver must never stop the daemon
-                log.exception("background planner failed")
-                continue
-            if out is not None:
-                log.info("background plan: %s %s %s %.2f s", out.why, out.method, out.status, out.seconds)
+            self._run_improve(("polish",))
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+            quiet = not self._improve.wait(timeout=settle_s)
+            if quiet or time.monotonic() - waiting_since >= max_wait_s:
+                self._run_improve(("full",))
+                waiting_since = None
+
+    def _run_improve(self, paths: tuple[str, ...]) -> None:
+        try:
+            outcomes = self.loop.improve(paths)
+        except Exception:  # noqa: BLE001 - the background solver must never stop the daemon
+            log.exception("background planner failed")
+            return
+        for out in outcomes:
+            log.info("%s plan: %s %s %s %.3f s", out.path, out.why, out.method, out.status, out.seconds)
 
     def start(self) -> None:
         self.loop.start()
         workers = [("wattsched-replan", self._fast_worker)]
-        if self.full is not None:
+        if self.full is not None or self.polish is not None:
             workers.append(("wattsched-milp", self._full_worker))
         for name, fn in workers:
             t = threading.Thread(target=fn, name=name, daemon=True)

@@ -100,12 +100,38 @@ class _Entry:
     submitted_at_s: float
 
 
+def _with_running(scenario: Scenario, data: dict, plan: dict) -> Scenario:
+    """`running` from the plan in force for the workloads it covers; a workload the plan does not
+    know (submitted since) keeps the `running` it was submitted with; cancelled ones are ignored."""
+    try:
+        from ..model.running import with_running_from_plan
+    except ImportError:
+        return parse_scenario(scenario_with_running(data, plan))
+    jobs = {j.id for j in scenario.training}
+    svcs = {s.id for s in scenario.inference}
+    known = {**plan, "training": [t for t in plan.get("training", []) if t.get("id") in jobs],
+             "inference": [s for s in plan.get("inference", []) if s.get("id") in svcs]}
+    try:
+        out = with_running_from_plan(scenario, known)
+    except ScenarioError:  # e.g. a job re-submitted with another size: keep what still fits
+        return parse_scenario(scenario_with_running(data, plan))
+    in_plan = {t["id"] for t in known["training"]} | {s["id"] for s in known["inference"]}
+    if any(w.running and w.id not in in_plan for w in (*scenario.training, *scenario.inference)):
+        keep = {w.id: w for w in (*scenario.training, *scenario.inference) if w.id not in in_plan}
+        out = out.model_copy(update={
+            "training": [keep.get(j.id, j) for j in out.training],
+            "inference": [keep.get(s.id, s) for s in out.inference]})
+    return out
+
+
 class ServiceLoop:
     def __init__(self, scenario: Scenario, store: Store, clock: Clock, fast: Planner,
                  full: Optional[Planner] = None, actuator: Optional[Actuator] = None,
                  verifier: Optional[Verifier] = None, tick_s: float = 60.0,
-                 on_change: Optional[Callable[[], None]] = None):
-        self.store, self.clock, self.fast, self.full = store, clock, fast, full
+                 on_change: Optional[Callable[[], None]] = None, polish: Optional[Planner] = None):
+        """`fast` plans every change at once; `polish` (e.g. the full heuristic) and `full` (the MILP)
+        run from `improve()`, each adopted only when it verifies and beats the plan in force."""
+        self.store, self.clock, self.fast, self.full, self.polish = store, clock, fast, full, polish
         self.actuator = actuator or NullActuator()
         self.verifier = verifier or default_verifier()
         self.tick_s = tick_s
@@ -119,6 +145,8 @@ class ServiceLoop:
         self._signals = I.SignalState()
         self._version = 0
         self._current: Optional[Adopted] = None
+        self._snap: Optional[_Snapshot] = None
+        self._parsed: Optional[tuple[int, Scenario]] = None  # (version, validated scenario of it)
         self._last_replan_at_s: Optional[float] = None
         self.confirmed_at_s: Optional[float] = None   # last time a re-plan adopted or re-confirmed the plan
         self._lock = threading.RLock()        # inputs and the adopted plan
@@ -144,6 +172,7 @@ class ServiceLoop:
             for _, _, body in self.store.signals():
                 sig = I.fold_signal(sig, body)
             self._workloads, self._signals = wl, sig
+            self._snap = None
             snap = self._snapshot()
             try:
                 parse_scenario(snap.data)
@@ -163,11 +192,16 @@ class ServiceLoop:
         return {k: {wid: e.body for wid, e in items.items()} for k, items in self._workloads.items()}
 
     def _snapshot(self) -> _Snapshot:
-        data = I.build_scenario_dict(self._base, self._active(), self._signals)
-        return _Snapshot(self._version, data, I.inputs_hash(data))
+        """The inputs as scenario data and their hash; built once per input version."""
+        if self._snap is None or self._snap.version != self._version:
+            data = I.build_scenario_dict(self._base, self._active(), self._signals)
+            self._snap = _Snapshot(self._version, data, I.inputs_hash(data))
+        return self._snap
 
-    def _changed(self) -> None:
+    def _changed(self, parsed: Optional[Scenario] = None) -> None:
+        """After a stored change; `parsed` is the validated scenario of the new inputs, if known."""
         self._version += 1
+        self._parsed = (self._version, parsed) if parsed is not None else None
         if self.on_change is not None:
             self.on_change()
 
@@ -180,11 +214,11 @@ class ServiceLoop:
                     raise I.InputError([f"id: a {k} workload '{wid}' already exists"], 409)
             active = self._active()
             active[kind][wid] = body
-            I.validate_candidate(self._base, active, self._signals, kind, len(active[kind]) - 1)
+            parsed = I.validate_candidate(self._base, active, self._signals, kind, len(active[kind]) - 1)
             now = self.clock()
             self.store.add_workload(kind, wid, body, now)
             self._workloads[kind][wid] = _Entry(body, "api", now)
-            self._changed()
+            self._changed(parsed)
             return self._workload_view(kind, wid)
 
     def cancel(self, kind: str, wid: str) -> dict:
@@ -202,11 +236,11 @@ class ServiceLoop:
         with self._lock:
             data = I.normalise_signal(body, self._scenario_base(), set(self._workloads["inference"]))
             folded = I.fold_signal(self._signals, data)
-            I.validate_candidate(self._base, self._active(), folded)
+            parsed = I.validate_candidate(self._base, self._active(), folded)
             now = self.clock()
             seq = self.store.add_signal(data, now)
             self._signals = folded
-            self._changed()
+            self._changed(parsed)
             return {"seq": seq, "at_s": now, "signal": data}
 
     def _scenario_base(self) -> Scenario:
@@ -225,14 +259,11 @@ class ServiceLoop:
         return self.replan("tick")
 
     def _prepare(self, snap: _Snapshot, base_plan: Optional[dict]) -> tuple[Scenario, Problem]:
-        try:
-            from ..model.running import with_running_from_plan
-        except ImportError:
-            with_running_from_plan = None
-        if with_running_from_plan is not None and base_plan is not None and base_plan.get("objective_usd") is not None:
-            scenario = with_running_from_plan(parse_scenario(snap.data), base_plan)
-        else:
-            scenario = parse_scenario(scenario_with_running(snap.data, base_plan))
+        """The validated scenario of the inputs, `running` = the plan in force, and its Problem."""
+        parsed = self._parsed
+        scenario = parsed[1] if parsed is not None and parsed[0] == snap.version else parse_scenario(snap.data)
+        if base_plan is not None and base_plan.get("objective_usd") is not None:
+            scenario = _with_running(scenario, snap.data, base_plan)
         return scenario, compile_problem(scenario)
 
     def replan(self, reason: str = "change") -> Outcome:
@@ -248,18 +279,21 @@ class ServiceLoop:
             self.stats.replan_seconds.setdefault("fast", Histogram()).observe(out.seconds)
             return out
 
-    def improve(self) -> Optional[Outcome]:
-        """The background path: the full planner on the current plan's inputs; None without one."""
-        if self.full is None:
-            return None
-        t0 = time.perf_counter()
-        with self._lock:
-            snap = self._snapshot()
-            current = self._current
-        base_plan = current.row.plan if current is not None else None
-        out = self._attempt(self.full, snap, base_plan, current, "full", "improve", t0)
-        self.stats.replan_seconds.setdefault("full", Histogram()).observe(out.seconds)
-        return out
+    def improve(self, paths: tuple[str, ...] = ("polish", "full")) -> list[Outcome]:
+        """The background path: `polish` then `full` on the latest inputs, each adopted only if better."""
+        outcomes = []
+        for path, planner in (("polish", self.polish), ("full", self.full)):
+            if planner is None or path not in paths:
+                continue
+            t0 = time.perf_counter()
+            with self._lock:
+                snap = self._snapshot()
+                current = self._current
+            base_plan = current.row.plan if current is not None else None
+            out = self._attempt(planner, snap, base_plan, current, path, "improve", t0)
+            self.stats.replan_seconds.setdefault(path, Histogram()).observe(out.seconds)
+            outcomes.append(out)
+        return outcomes
 
     def _attempt(self, planner: Planner, snap: _Snapshot, base_plan, current, path: str, reason: str,
                  t0: float) -> Outcome:

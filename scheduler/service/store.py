@@ -84,26 +84,39 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self.synchronous = synchronous.upper()
+        self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
 
     # one transaction per call: the event log entry commits with the change it records
-    def _tx(self, statements: list[tuple[str, tuple]]) -> int:
+    def _tx(self, statements: list[tuple[str, tuple]], durable: bool = True) -> int:
+        """Run statements in one transaction. `durable=False` skips the fsync (still safe against a
+        process crash in WAL mode; a power cut may lose it): used for plans, which can be recomputed."""
         with self._lock:
             cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            if not durable and self.synchronous == "FULL":
+                cur.execute("PRAGMA synchronous=NORMAL")
             try:
-                last = 0
-                for sql, args in statements:
-                    cur.execute(sql, args)
-                    if last == 0:
-                        last = cur.lastrowid or 0
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            return last
+                return self._run(cur, statements)
+            finally:
+                if not durable and self.synchronous == "FULL":
+                    cur.execute("PRAGMA synchronous=FULL")
+
+    @staticmethod
+    def _run(cur, statements: list[tuple[str, tuple]]) -> int:
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            last = 0
+            for sql, args in statements:
+                cur.execute(sql, args)
+                if last == 0:
+                    last = cur.lastrowid or 0
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return last
 
     def _event(self, kind: str, body: dict, at_s: float) -> tuple[str, tuple]:
         return ("INSERT INTO events (at_s, kind, body) VALUES (?, ?, ?)", (at_s, kind, _dumps(body)))
@@ -149,7 +162,7 @@ class SqliteStore:
               row.objective_usd, row.reason, _dumps(row.plan))),
             self._event("plan_adopted", {"method": row.method, "status": row.status, "reason": row.reason,
                                          "objective_usd": row.objective_usd, "inputs_hash": row.inputs_hash},
-                        row.adopted_at_s)])
+                        row.adopted_at_s)], durable=False)
 
     _PLAN_COLS = "seq, adopted_at_s, inputs_hash, method, status, solver_seconds, objective_usd, reason, plan"
 
