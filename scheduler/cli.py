@@ -85,17 +85,20 @@ def cmd_plan(args) -> int:
     if not args.quiet:
         from .assignment import evaluate
         from .summary import summarize
-        print(summarize(problem, result, result.assignment, evaluate(problem, result.assignment)))
+        # with `-o -` stdout carries the plan JSON alone, so the summary goes to stderr
+        summary_to = sys.stderr if out == "-" else sys.stdout
+        print(summarize(problem, result, result.assignment, evaluate(problem, result.assignment)),
+              file=summary_to)
         if out != "-":
             print(f"plan written to {out}")
     return EXIT_OK
 
 
 def cmd_verify(args) -> int:
-    from .verify import verify_plan
+    from .verify import load_plan, verify_plan
 
     sc, _ = _scenario_with_from(args)
-    plan = load_json_file(args.plan, "plan")
+    plan = load_plan(args.plan)  # not JSON, or not a JSON object: bad input (exit 2)
     problems = verify_plan(sc, plan)
     if problems:
         for line in problems:
@@ -191,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`wattsched schema | head`): stop quietly, as a SIGPIPE death would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:  # noqa: BLE001 - an operator gets one line, a developer the traceback
         if os.environ.get("WATTSCHED_DEBUG"):
             raise
