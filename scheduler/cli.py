@@ -53,14 +53,15 @@ def cmd_plan(args) -> int:
     from .problem import compile_problem
     from .solve import SolveOptions, plan_of, solve
 
-    sc, previous = _scenario_with_from(args)
-    if sc.periods is not None or getattr(args, "prices", None):
-        horizon = importlib.import_module("scheduler.horizon_cli")
-        return horizon.run_plan(args, sc)
+    # options first: a bad option is reported whatever the scenario (single-interval or horizon)
     if args.gap is not None and not (0 <= args.gap < 1):
         raise ScenarioError([f"--gap: must be in [0, 1) (got {args.gap})"])
     if args.time_limit is not None and args.time_limit <= 0:
         raise ScenarioError([f"--time-limit: must be positive (got {args.time_limit})"])
+    sc, previous = _scenario_with_from(args)
+    if sc.periods is not None or getattr(args, "prices", None):
+        horizon = importlib.import_module("scheduler.horizon_cli")
+        return horizon.run_plan(args, sc)
     problem = compile_problem(sc)
     opts = SolveOptions(backend=args.backend, time_limit_s=args.time_limit,
                         gap=1e-4 if args.gap is None else args.gap)

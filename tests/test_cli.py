@@ -413,3 +413,8 @@ def test_program_output_cut_short_is_not_an_internal_error():
     err = proc.stderr.read().decode()
     proc.stderr.close()
     assert proc.wait(timeout=120) in (0, 141) and err == ""
+
+
+def test_bad_option_is_reported_before_the_scenario_is_read(capsys, tmp_path):
+    rc, out, err = run(capsys, "plan", tmp_path / "nope.yaml", "--gap", "1")
+    assert (rc, out, err) == (2, "", "error: --gap: must be in [0, 1) (got 1.0)\n")
