@@ -29,6 +29,7 @@ KINDS = {  # kind -> (period field, id kind, extra columns allowed)
     "weather": ("ambient_c", "site", ()),
     "limits": ("grid_limit_kw", "site", ()),
 }
+MAX_ERRORS = 8
 NONNEG = {"demand_rps", "grid_limit_kw", "hashprice_usd_per_ph_day"}
 
 
@@ -121,6 +122,8 @@ def read_series(path: str | Path, kind: str, known_ids: list[str], periods: int,
     missing = [p for p in range(periods) if p not in seen]
     if missing:
         errs.append(f"{name}: periods {_ranges(missing)} missing (need {periods} rows of {period_h:g} h)")
+    if len(errs) > MAX_ERRORS:
+        errs = errs[:MAX_ERRORS] + [f"{name}: {len(errs) - MAX_ERRORS} more problems"]
     if errs:
         raise ScenarioError(errs)
     return {c: [float(x) for x in v] for c, v in values.items()}

@@ -1,0 +1,434 @@
+"""The exact multi-period MILP of SPEC section 6 and the `plan_horizon` entry point.
+
+Each period is `scheduler.milp_model.build` of that period's problem in one shared PuLP model
+(tag `p{n}_`); this module adds the rows that link periods:
+- work: `earned[j,p,g] <= delivered by j on model g in p`, `sum earned <= remaining_gpu_h`,
+  revenue on `earned` (so only work that is left earns, SPEC's f_p); a binary `done[j,p]`
+  (all work delivered by the end of p) forbids scheduling j afterwards, and is forced once the
+  delivered work reaches what was left;
+- lateness: each period after a job's deadline costs `late_penalty * overlap` unless done;
+- moves: a job that leaves a domain it ran in (stops or changes domain) pays move_cost_usd
+  unless it has finished; inference replicas per GPU unit that change between periods pay
+  their move cost per replica;
+- ramp: `|site_kw_p - site_kw_{p-1}| <= max_ramp_kw_per_h * hours_p`.
+Restrictions (the plan is still recomputed exactly and verified): a job staying in its domain
+at the same cap level keeps its per-rack GPUs (placements are re-split to match); lateness is
+charged to the end of the completing period; miner racks run only patterns on the upper
+concave hull of (kW, TH/s) (a class mixes racks between those patterns). The rolling-horizon
+plan is the MIP start, and the better verified plan is returned.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import defaultdict
+from typing import Optional
+
+import highspy
+import numpy as np
+import pulp
+
+from .assignment import Assignment
+from .horizon_core import (Horizon, HorizonResult, WorkState, evaluate_horizon, job_work_gpu_h,
+                           period_violations, with_running)
+from .milp import _Highs, extract, warm_values
+from .milp_model import Model, build
+from .problem import Problem
+from .solve import SolveOptions, relative_gap
+
+_EMPTY = pulp.LpProblem("empty")
+
+
+def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
+    """Indices of patterns on the upper concave hull of TH/s over kW (with the origin)."""
+    pts = sorted([(0.0, 0.0, -1)] + [(float(pkw[n]), float(pth[n]), n) for n in range(len(pkw))])
+    hull: list[tuple[float, float, int]] = []
+    for pt in pts:
+        while len(hull) >= 2:
+            (x1, y1, _), (x2, y2, _) = hull[-2], hull[-1]
+            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) >= -1e-9:
+                hull.pop()
+            else:
+                break
+        hull.append(pt)
+    # keep only the rising part (more kW must buy more TH/s)
+    out, best = set(), -1.0
+    for x, y, n in hull:
+        if n >= 0 and y > best + 1e-9:
+            out.add(n)
+        best = max(best, y)
+    return out
+
+
+def _site_kw_expr(m: Model, s: int) -> tuple[pulp.LpAffineExpression, float]:
+    """site_kw of site s as (variable part, constant) of model m."""
+    p = m.problem
+    label_suffix = f"site_power[{p.site_ids[s]}]"
+    for name, label in m.rows.items():
+        if label.startswith(label_suffix):
+            row = m.lp.constraints[name]
+            expr = pulp.LpAffineExpression({v: a for v, a in row.items()})
+            base = p.site_base_kw[s] + float(np.sum((p.rack_base_kw * p.rack_site_factor)[p.rack_site == s]))
+            return expr, base
+    raise KeyError(label_suffix)
+
+
+class _HorizonModel:
+    def __init__(self, h: Horizon, miner_hull: bool = True):
+        self.h = h
+        self.lp = pulp.LpProblem("wattsched_horizon", pulp.LpMaximize)
+        self.obj: dict = defaultdict(float)
+        self.constant = 0.0
+        self.models: list[Model] = []
+        self.extra_vars: dict[str, pulp.LpVariable] = {}
+        self._n = 0
+        self.aux_rows: dict[str, list[str]] = defaultdict(list)   # move variable -> its rows
+        P = h.n_periods
+        for p in range(P):
+            prob = with_running(h.problems[p], None)
+            m = build(prob, lp=self.lp, tag=f"p{p}_", moves=False)
+            if m.unplaceable_required:
+                raise ValueError(f"required job {prob.job_ids[m.unplaceable_required[0]]} cannot be placed")
+            if miner_hull:
+                for mc in m.miner_classes:
+                    keep = _hull(mc.pattern_kw, mc.pattern_th)
+                    for n, v in enumerate(mc.n):
+                        if n not in keep:
+                            v.upBound = 0
+            for v, a in m.obj.items():
+                self.obj[v] += a
+            self.constant += m.constant_usd
+            self.models.append(m)
+        self._work()
+        self._moves()
+        self._ramp()
+        self.lp += pulp.LpAffineExpression(list(self.obj.items()), constant=self.constant)
+
+    def row(self, expr, sense: str, rhs: float, label: str, aux: Optional[pulp.LpVariable] = None):
+        name = f"h{self._n}"
+        self._n += 1
+        if aux is not None:
+            self.aux_rows[aux.name].append(name)
+        if sense == "<=":
+            self.lp.addConstraint(expr <= rhs, name)
+        elif sense == ">=":
+            self.lp.addConstraint(expr >= rhs, name)
+        else:
+            self.lp.addConstraint(expr == rhs, name)
+
+    def var(self, name: str, lb=0.0, ub=None, cat=pulp.LpContinuous) -> pulp.LpVariable:
+        v = pulp.LpVariable(name, lowBound=lb, upBound=ub, cat=cat)
+        self.extra_vars[name] = v
+        return v
+
+    def _x(self, m: Model, j: int, d: Optional[int] = None) -> list:
+        return [v for (jj, dd, _), v in m.w.items() if jj == j and (d is None or dd == d)]
+
+    def _work(self):
+        h = self.h
+        self.done: dict[tuple[int, int], pulp.LpVariable] = {}
+        for j in range(len(h.remaining_gpu_h)):
+            R = h.remaining_gpu_h[j]
+            if np.isnan(R):
+                continue
+            cum = []
+            earned_all = []
+            max_cum = 0.0
+            for p, m in enumerate(self.models):
+                prob = m.problem
+                hrs = prob.interval_h
+                by_model: dict[int, list] = defaultdict(list)
+                for (jj, d, c), v in m.w.items():
+                    if jj != j:
+                        continue
+                    g = int(prob.domain_model[d])
+                    # revenue moves from the schedule to the earned work
+                    self.obj[v] -= hrs * prob.job_gpus[j] * prob.job_value_per_gpu_h[j, g] * prob.gpu_perf[g, c]
+                    by_model[g].append((v, float(prob.job_gpus[j] * prob.gpu_perf[g, c] * hrs)))
+                    if R <= 1e-6:
+                        v.upBound = 0
+                delivered = []
+                for g, terms in by_model.items():
+                    e = self.var(f"earned_{j}_{p}_{g}", ub=float(R))
+                    self.row(pulp.LpAffineExpression([(e, 1)] + [(v, -a) for v, a in terms]), "<=", 0,
+                             f"earned[{j}@{p}]")
+                    self.obj[e] += float(prob.job_value_per_gpu_h[j, g])
+                    earned_all.append(e)
+                    delivered += terms
+                max_cum += max((a for _, a in delivered), default=0.0)
+                cum = cum + delivered
+                z = self.var(f"done_{j}_{p}", ub=1, cat=pulp.LpBinary)
+                self.done[j, p] = z
+                # done only if the work is delivered; forced once it is (up to a small slack)
+                self.row(pulp.LpAffineExpression(cum + [(z, -float(R))]), ">=", -1e-6, f"done_if[{j}@{p}]")
+                slack = min(1e-2, 1e-3 * float(R)) if R > 0 else 0.0
+                self.row(pulp.LpAffineExpression(cum + [(z, -max(max_cum, 1.0))]), "<=", float(R) - slack,
+                         f"done_when[{j}@{p}]")
+                if p:
+                    self.row(self.done[j, p - 1] - z, "<=", 0, f"done_stays[{j}@{p}]")
+                    xs = self._x(m, j)
+                    if xs:
+                        self.row(pulp.lpSum(xs) + self.done[j, p - 1], "<=", 1, f"no_work_left[{j}@{p}]")
+                elif R <= 1e-6:
+                    pass
+                # lateness: every hour after the deadline until done
+                dl = h.deadline_h[j]
+                if not np.isnan(dl) and h.late_usd_per_h[j] > 0:
+                    overlap = max(0.0, h.start_h[p] + hrs - max(dl, h.start_h[p]))
+                    if overlap > 0:
+                        usd = float(h.late_usd_per_h[j] * overlap)
+                        self.constant -= usd
+                        self.obj[z] += usd
+            if earned_all:
+                self.row(pulp.lpSum(earned_all), "<=", float(R), f"remaining[{j}]")
+
+    def _moves(self):
+        h = self.h
+        base = h.problems[0]
+        J, I = len(base.job_ids), len(base.svc_ids)
+        for j in range(J):
+            cost = float(base.job_move_cost_usd[j])
+            if cost <= 0:
+                continue
+            run_d = int(base.job_run_domain[j])
+            for p, m in enumerate(self.models):
+                doms = {d for (jj, d, _) in m.w if jj == j}
+                prev_doms = {run_d} if p == 0 and run_d >= 0 else (
+                    {d for (jj, d, _) in self.models[p - 1].w if jj == j} if p else set())
+                for d in prev_doms:
+                    mv = self.var(f"mv_{j}_{p}_{d}")
+                    self.obj[mv] -= cost
+                    before = 1.0 if p == 0 else None
+                    terms = [(v, -1) for v in self._x(m, j, d)] + [(mv, -1)]
+                    if p and (j, p - 1) in getattr(self, "done", {}):
+                        terms.append((self.done[j, p - 1], -1))
+                    if before is not None:
+                        self.row(pulp.LpAffineExpression(terms), "<=", -1.0, f"move[{j}@{p}/{d}]", aux=mv)
+                    else:
+                        terms += [(v, 1) for v in self._x(self.models[p - 1], j, d)]
+                        self.row(pulp.LpAffineExpression(terms), "<=", 0.0, f"move[{j}@{p}/{d}]", aux=mv)
+                del doms
+        for i in range(I):
+            cost = float(base.svc_move_cost_usd[i])
+            if cost <= 0:
+                continue
+            running = base.svc_running(i)
+            for p, m in enumerate(self.models):
+                for u_idx, u in enumerate(m.units):
+                    now = [v for (ii, _), v in u.r.items() if ii == i]
+                    if p == 0:
+                        have = float(sum(running.get(k, 0) for k in u.racks))
+                        prev = []
+                    else:
+                        have = 0.0
+                        prev = [v for (ii, _), v in self.models[p - 1].units[u_idx].r.items() if ii == i]
+                    if not now and not prev and have == 0:
+                        continue
+                    dev = self.var(f"sdev_{i}_{p}_{u_idx}")
+                    self.obj[dev] -= cost
+                    e = pulp.LpAffineExpression([(v, 1) for v in now] + [(v, -1) for v in prev])
+                    self.row(e - dev, "<=", have, f"svc_up[{i}@{p}/{u_idx}]", aux=dev)
+                    self.row(-e - dev, "<=", -have, f"svc_down[{i}@{p}/{u_idx}]", aux=dev)
+
+    def _ramp(self):
+        h = self.h
+        self.site_kw: list[list[tuple]] = [[_site_kw_expr(m, s) for s in range(len(h.ramp_kw_per_h))]
+                                           for m in self.models]
+        for s, ramp in enumerate(h.ramp_kw_per_h):
+            if np.isnan(ramp):
+                continue
+            for p in range(1, h.n_periods):
+                (e1, b1), (e0, b0) = self.site_kw[p][s], self.site_kw[p - 1][s]
+                lim = float(ramp * h.hours[p])
+                self.row(e1 - e0, "<=", lim - (b1 - b0), f"ramp_up[{s}@{p}]")
+                self.row(e0 - e1, "<=", lim + (b1 - b0), f"ramp_down[{s}@{p}]")
+
+    def start_values(self, assignments: list[Assignment]) -> list[float]:
+        """A MIP start encoding a horizon plan (e.g. the rolling one)."""
+        h = self.h
+        vals: dict[str, float] = {}
+        work = WorkState.start(h)
+        for p, (m, a) in enumerate(zip(self.models, assignments)):
+            # the period model alone (its dev_ scan would walk the whole horizon model)
+            vals.update(warm_values(dataclasses.replace(m, lp=_EMPTY), a))
+            for j in range(len(a.job_level)):
+                if a.job_level[j] >= 0 and a.job_place[j]:
+                    d = int(m.problem.rack_domain[next(iter(a.job_place[j]))])
+                    left = work.left[j]
+                    wk = job_work_gpu_h(m.problem, a, j)
+                    if not np.isnan(left):
+                        vals[f"earned_{j}_{p}_{int(m.problem.domain_model[d])}"] = min(left, wk)
+                    work.run(h, j, wk, p)
+                if (j, p) in self.done:
+                    vals[self.done[j, p].name] = 1.0 if work.finished(j) else 0.0
+        # move variables: the least value their rows allow
+        for name, rows in self.aux_rows.items():
+            need = 0.0
+            for rn in rows:
+                row = self.lp.constraints[rn]
+                coef = 0.0
+                lhs = row.constant
+                for v, a in row.items():
+                    if v.name == name:
+                        coef = a
+                    else:
+                        lhs += a * vals.get(v.name, 0.0)
+                if coef < 0:
+                    need = max(need, lhs / -coef)
+            vals[name] = need
+        start = []
+        for v in self.lp.variables():
+            start.append(vals.get(v.name, 0.0))
+        return start
+
+
+def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assignment:
+    """`a` with each domain's training GPUs re-split over its racks so a job that ran in the same
+    domain before keeps its racks where GPU counts and rack power allow; a domain that cannot be
+    re-split keeps the MILP's split."""
+    out = Assignment(a.job_level.copy(), [dict(x) for x in a.job_place], a.svc_place, a.miners)
+    K = prob.n_racks
+    free = prob.rack_count.astype(np.int64).copy()
+    room = prob.rack_limit_kw - prob.rack_base_kw
+    for i, place in enumerate(a.svc_place):
+        gpr = int(prob.svc_gpus_per_replica[i])
+        for (k, c), r in place.items():
+            free[k] -= r * gpr
+            room[k] -= r * gpr * prob.gpu_busy_kw[prob.rack_model[k], c]
+    jobs_in: dict[int, list[int]] = defaultdict(list)
+    for j in range(len(a.job_level)):
+        if a.job_level[j] >= 0 and a.job_place[j]:
+            jobs_in[int(prob.rack_domain[next(iter(a.job_place[j]))])].append(j)
+    for d, jobs in jobs_in.items():
+        f, r = free.copy(), room.copy()
+        placed: dict[int, dict[int, int]] = {}
+
+        def fits(j, place):
+            kw = prob.gpu_busy_kw[prob.rack_model[next(iter(place))], a.job_level[j]]
+            return all(int(prob.rack_domain[k]) == d and f[k] >= n and r[k] >= n * kw - 1e-9
+                       for k, n in place.items())
+
+        def take(j, place):
+            kw = prob.gpu_busy_kw[prob.rack_model[next(iter(place))], a.job_level[j]]
+            for k, n in place.items():
+                f[k] -= n
+                r[k] -= n * kw
+            placed[j] = dict(place)
+
+        for j in jobs:
+            if prev[j] and fits(j, prev[j]):
+                take(j, prev[j])
+        ok = True
+        for j in jobs:
+            if j in placed:
+                continue
+            if fits(j, a.job_place[j]):
+                take(j, a.job_place[j])
+                continue
+            need, place = int(prob.job_gpus[j]), {}
+            kw = prob.gpu_busy_kw[prob.domain_model[d], a.job_level[j]]
+            for k in prob.domain_rack_list(d).tolist():
+                n = min(need, int(f[k]), int(np.floor((r[k] + 1e-9) / kw)) if kw > 0 else need)
+                if n > 0:
+                    place[k] = n
+                    need -= n
+                    f[k] -= n
+                    r[k] -= n * kw
+            if need:
+                ok = False
+                break
+            placed[j] = place
+        if ok:
+            for j, place in placed.items():
+                out.job_place[j] = place
+            free, room = f, r
+    del K
+    return out
+
+
+def _sticky(h: Horizon, assignments: list[Assignment]) -> list[Assignment]:
+    """Period by period, re-split training so jobs that stay in their domain keep their racks
+    (the MILP costs a move only when a job leaves a domain); a period whose re-split would
+    break a feed or loop limit keeps the MILP's split."""
+    from .assignment import evaluate, violations
+
+    prev = [dict(h.problems[0].job_running(j)) for j in range(len(h.problems[0].job_ids))]
+    out = []
+    for p, a in enumerate(assignments):
+        prob = h.problems[p]
+        b = _resplit(prob, a, prev)
+        if violations(prob, evaluate(prob, b)):
+            b = a
+        prev = [dict(b.job_place[j]) if b.job_level[j] >= 0 else {} for j in range(len(b.job_level))]
+        out.append(b)
+    return out
+
+
+def solve_horizon_milp(h: Horizon, opts: Optional[SolveOptions] = None,
+                       start: Optional[HorizonResult] = None) -> HorizonResult:
+    """The horizon MILP with HiGHS, warm-started from `start` (default: the rolling plan)."""
+    from .horizon_rolling import solve_rolling
+
+    opts = opts or SolveOptions()
+    t0 = time.perf_counter()
+    if start is None:
+        start = solve_rolling(h, opts)
+    hm = _HorizonModel(h)
+    start_vals = hm.start_values(start.assignments) if start.assignments is not None else None
+    left = None if opts.time_limit_s is None else max(1.0, opts.time_limit_s - (time.perf_counter() - t0))
+    kw = {"msg": False, "gapRel": opts.gap, "timeLimit": left}
+    if opts.threads:
+        kw["threads"] = opts.threads
+    hm.lp.solve(_Highs(start=start_vals, **kw))
+    hs = hm.lp.solverModel
+    info = hs.getInfo()
+    status = hs.getModelStatus()
+    has = info.primal_solution_status == 2
+    raw = info.mip_dual_bound
+    bound = -raw if math.isfinite(raw) else None
+    extra = {"rows": len(hm.lp.constraints), "columns": len(hm.lp.variables()),
+             "periods": h.n_periods}
+    cands = []
+    if has:
+        try:
+            asg = _sticky(h, [extract(m) for m in hm.models])
+            total, pf, _ = evaluate_horizon(h, asg)
+            if not period_violations(h, pf):
+                cands.append((total, asg, "milp"))
+        except RuntimeError:
+            pass
+    if start.assignments is not None:
+        total, pf, _ = evaluate_horizon(h, start.assignments)
+        if not period_violations(h, pf):
+            cands.append((total, start.assignments, "rolling"))
+    seconds = time.perf_counter() - t0
+    if not cands:
+        infeasible = status in (highspy.HighsModelStatus.kInfeasible,
+                                highspy.HighsModelStatus.kUnboundedOrInfeasible)
+        reasons = list(start.infeasible) or (["the limits cannot all hold in every period"] if infeasible else
+                                             [f"no feasible horizon plan within {opts.time_limit_s} s"])
+        return HorizonResult(None, "milp-horizon", "infeasible", seconds, backend="highs",
+                             infeasible=reasons, extra=extra)
+    total, asg, source = max(cands, key=lambda x: x[0])
+    if bound is not None and bound < total:
+        bound = total
+    proven = status == highspy.HighsModelStatus.kOptimal and source == "milp"
+    extra["source"] = source
+    extra["rolling_objective_usd"] = next((c[0] for c in cands if c[2] == "rolling"), None)
+    return HorizonResult(asg, "milp-horizon", "optimal" if proven else "feasible", seconds, backend="highs",
+                         bound_usd=bound, gap=relative_gap(total, bound), extra=extra)
+
+
+def plan_horizon(h: Horizon, method: str = "milp", opts: Optional[SolveOptions] = None) -> HorizonResult:
+    """`milp` (exact, warm-started from the rolling plan) or `rolling` (the fast path)."""
+    from .horizon_rolling import solve_rolling
+
+    if method == "rolling":
+        return solve_rolling(h, opts)
+    if method == "milp":
+        return solve_horizon_milp(h, opts)
+    raise ValueError(f"--horizon-solver: unknown method '{method}' (known: milp, rolling)")
+
+
+__all__ = ["plan_horizon", "solve_horizon_milp", "Problem"]
