@@ -287,3 +287,23 @@ def test_background_plan_for_old_inputs_is_discarded(tmp_path):
     [out] = loop.improve()
     assert not out.adopted and out.why == "stale inputs"
     assert site_kw(loop) <= 100.0
+
+
+def test_new_workload_keeps_its_submitted_running_until_planned(tmp_path):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    loop.replan()
+    loop.submit("training", {"id": "live", "gpus": 8, "value_per_gpu_h": {"H100": 0.5},
+                             "running": {"G3": 8}, "move_cost_usd": 1000.0})
+    loop.replan()
+    sc = loop.current().scenario
+    live = next(j for j in sc.training if j.id == "live")
+    assert live.running == {"G3": 8}  # moving it would cost 1000 USD: the plan counts that
+    # once planned, `running` follows the plan in force
+    loop.post_signal({"ambient_c": 21.0})
+    loop.replan()
+    placed = next(t for t in loop.current().row.plan["training"] if t["id"] == "live")
+    live = next(j for j in loop.current().scenario.training if j.id == "live")
+    planned_before = [t for t in loop.store.plans(2)[1].plan["training"] if t["id"] == "live"][0]
+    assert live.running == (planned_before["placement"] or None)
+    assert placed["id"] == "live"

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-milp", action="store_const", const=False, dest="milp",
                         help="do not run the MILP in the background")
     parser.add_argument("--fast-method", dest="fast_method",
-                        help="solver of the fast path (default: heuristic, else milp with a short limit)")
+                        help="fast-path solver: a registered method (heuristic, milp, ...) or greedy "
+                             "(default: the Numba repair, else milp with a short limit)")
     parser.add_argument("--plan-file", dest="plan_file", help="file actuator: write each adopted plan here")
     parser.add_argument("--webhook-url", dest="webhook_url", help="webhook actuator: POST each adopted plan here")
     parser.add_argument("--auth-token-file", dest="auth_token_file",

@@ -12,7 +12,7 @@ from typing import Optional
 
 from ..model.scenario import Scenario
 from ..problem import Problem
-from ..solve import SolveOptions, SolveResult, solve
+from ..solve import SOLVERS, SolveOptions, SolveResult, _load_optional_solvers, solve
 from .actuators import FanOut, FileActuator, WebhookActuator
 from .api import create_app
 from .loop import ServiceLoop
@@ -68,6 +68,10 @@ class Daemon:
         if settings.fast_method == "greedy":
             self.fast = GreedyPlanner()
         elif settings.fast_method:
+            _load_optional_solvers()
+            if settings.fast_method not in SOLVERS:
+                raise ValueError(f"fast_method: unknown method '{settings.fast_method}' "
+                                 f"(known: {', '.join(sorted([*SOLVERS, 'greedy']))})")
             self.fast = SolverPlanner(settings.fast_method, time_limit_s=settings.fast_time_limit_s,
                                       threads=settings.solver_threads)
         else:
