@@ -211,6 +211,9 @@ def solve_milp(p: Problem, opts: SolveOptions | None = None) -> SolveResult:
     if m.unplaceable_required:
         return _infeasible(p, opts, t0, m)
     start = _apply_start(m, opts)
+    if opts.time_limit_s is not None:  # the limit covers building the model too
+        remaining = max(0.5, opts.time_limit_s - (time.perf_counter() - t0))
+        opts = SolveOptions(**{**opts.__dict__, "time_limit_s": remaining})
     solver = _solver(opts, start)
     log_text = ""
     if opts.backend == "cbc":
