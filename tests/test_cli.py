@@ -384,7 +384,7 @@ def test_program_plan_and_verify_exit_0(tmp_path):
     done = _program("plan", SMALL, "-o", plan, "-q")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     done = _program("verify", SMALL, plan)
-    assert done.returncode == 0 and ": ok," in done.stdout
+    assert done.returncode == 0 and ": ok," in done.stdout, done.stderr
 
 
 @needs_program
@@ -401,7 +401,7 @@ def test_program_bad_input_exits_2_without_traceback(tmp_path):
 @needs_program
 def test_program_infeasible_exits_1_without_traceback(tmp_path):
     done = _program("plan", tiny(tmp_path, grid_kw=50), "-o", tmp_path / "p.json")
-    assert done.returncode == 1 and "Traceback" not in done.stderr and "site_power[s1]" in done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "site_power[s1]" in done.stderr, done.stderr
 
 
 @needs_program
