@@ -150,7 +150,10 @@ class ServiceLoop:
         self._last_replan_at_s: Optional[float] = None
         self.confirmed_at_s: Optional[float] = None   # last time a re-plan adopted or re-confirmed the plan
         self._lock = threading.RLock()        # inputs and the adopted plan
+        self._write_lock = threading.Lock()   # one input change at a time
         self._plan_lock = threading.Lock()    # one fast re-plan at a time
+        self._publish_lock = threading.Lock()
+        self._published_seq = 0
         self.resumed_from: Optional[int] = None
         self.started_at_s = clock()
 
@@ -184,7 +187,7 @@ class ServiceLoop:
                 self.resumed_from = last.seq
                 self.store.add_event("resumed", {"plan_seq": last.seq, "inputs_hash": last.inputs_hash},
                                      self.clock())
-                self.actuator.publish(self._document(last))
+                self._publish(last)
             return last is None or last.inputs_hash != snap.inputs_hash
 
     # ---- inputs --------------------------------------------------------------------------
@@ -205,10 +208,12 @@ class ServiceLoop:
         if self.on_change is not None:
             self.on_change()
 
+    # Writers are serialised by `_write_lock` (inputs change only under it, so they may be read
+    # under it without `_lock`); `_lock` is held only to apply a change, never across the fsync.
     def submit(self, kind: str, body) -> dict:
         """Validate, store, then apply a new workload; raises InputError (422, 409) and stores nothing."""
         wid = I.workload_id(kind, body)
-        with self._lock:
+        with self._write_lock:
             for k in I.KINDS:
                 if wid in self._workloads[k]:
                     raise I.InputError([f"id: a {k} workload '{wid}' already exists"], 409)
@@ -217,30 +222,34 @@ class ServiceLoop:
             parsed = I.validate_candidate(self._base, active, self._signals, kind, len(active[kind]) - 1)
             now = self.clock()
             self.store.add_workload(kind, wid, body, now)
-            self._workloads[kind][wid] = _Entry(body, "api", now)
-            self._changed(parsed)
-            return self._workload_view(kind, wid)
+            with self._lock:
+                self._workloads[kind][wid] = _Entry(body, "api", now)
+                self._changed(parsed)
+                return self._workload_view(kind, wid)
 
     def cancel(self, kind: str, wid: str) -> dict:
-        with self._lock:
+        with self._write_lock:
             entry = self._workloads.get(kind, {}).get(wid)
             if entry is None:
                 raise I.InputError([f"id: no active {kind} workload '{wid}'"], 404)
-            view = self._workload_view(kind, wid)
+            with self._lock:
+                view = self._workload_view(kind, wid)
             self.store.cancel_workload(kind, wid, entry.source, self.clock())
-            del self._workloads[kind][wid]
-            self._changed()
+            with self._lock:
+                del self._workloads[kind][wid]
+                self._changed()
             return {**view, "state": "cancelled"}
 
     def post_signal(self, body) -> dict:
-        with self._lock:
+        with self._write_lock:
             data = I.normalise_signal(body, self._scenario_base(), set(self._workloads["inference"]))
             folded = I.fold_signal(self._signals, data)
             parsed = I.validate_candidate(self._base, self._active(), folded)
             now = self.clock()
             seq = self.store.add_signal(data, now)
-            self._signals = folded
-            self._changed(parsed)
+            with self._lock:
+                self._signals = folded
+                self._changed(parsed)
             return {"seq": seq, "at_s": now, "signal": data}
 
     def _scenario_base(self) -> Scenario:
@@ -359,7 +368,7 @@ class ServiceLoop:
             self._current = Adopted(row, snap.version, scenario, problem, result.assignment)
             self.confirmed_at_s = now
             self.stats.adoptions[result.method] = self.stats.adoptions.get(result.method, 0) + 1
-            self.actuator.publish(self._document(row))
+        self._publish(row)
         return Outcome(path, True, "adopted", result.method, result.status, time.perf_counter() - t0,
                        objective, seq)
 
@@ -373,6 +382,18 @@ class ServiceLoop:
             return float(evaluate(problem, a).objective_usd)
         except (IndexError, KeyError, ValueError):
             return None
+
+    def _publish(self, row: PlanRow) -> None:
+        """Hand a stored plan to the actuator outside the state lock (a file actuator fsyncs), in
+        order: a plan older than one already published is skipped."""
+        with self._publish_lock:
+            if row.seq <= self._published_seq:
+                return
+            self._published_seq = row.seq
+            try:
+                self.actuator.publish(self._document(row))
+            except Exception:  # noqa: BLE001 - the plan is adopted and stored; actuation is retried next plan
+                log.exception("actuator failed for plan %d", row.seq)
 
     @staticmethod
     def _document(row: PlanRow) -> dict:
