@@ -35,10 +35,19 @@ def _site_price(p: Problem, j: int) -> float:
     return float(np.mean(p.site_price_usd_per_mwh[ok])) if ok.any() else 0.0
 
 
-def job_values(h: Horizon, p: int, work: WorkState) -> tuple[np.ndarray, np.ndarray]:
+def _job_kw(p: Problem, j: int) -> float:
+    """Site kW of job j at the top cap on its cheapest allowed model (for deferral savings)."""
+    kws = [p.job_gpus[j] * p.gpu_busy_kw[g, p.gpu_n_levels[g] - 1] for g in range(len(p.gpu_model_ids))
+           if not np.isnan(p.job_value_per_gpu_h[j, g])]
+    return float(min(kws)) * float(np.mean(p.rack_site_factor)) if kws else 0.0
+
+
+def job_values(h: Horizon, p: int, work: WorkState, running: frozenset[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
     """Per-period job values and required flags for the kernels: jobs with no work left cannot
     run; a tracked job runs only in the cheapest periods of its window (enough of them to finish
-    its work at full speed, plus one), and is boosted by its late penalty when time runs short."""
+    its work at full speed, plus one) - a job running now keeps running through an expensive
+    stretch unless the energy it would save there is worth more than its move cost - and is
+    boosted by its late penalty when time runs short."""
     prob = h.problems[p]
     values = prob.job_value_per_gpu_h.copy()
     required = prob.job_required.copy()
@@ -69,6 +78,15 @@ def job_values(h: Horizon, p: int, work: WorkState) -> tuple[np.ndarray, np.ndar
             if acc >= need_h:
                 break
         allowed = {q for _, q in prices[:n + 1]}
+        if p not in allowed and j in running:
+            threshold = prices[min(n, len(prices) - 1)][0]
+            saving = 0.0
+            for q in window[window.index(p):]:
+                if q in allowed:
+                    break
+                saving += _job_kw(h.problems[q], j) * h.hours[q] * (_site_price(h.problems[q], j) - threshold) / 1000.0
+            if saving <= prob.job_move_cost_usd[j]:
+                continue
         if p not in allowed:
             values[j, :] = np.nan
             required[j] = False
@@ -123,7 +141,11 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None) -> HorizonRes
     out: list[Assignment] = []
     for p in range(h.n_periods):
         base = h.problems[p]
-        values, required = job_values(h, p, work)
+        running_jobs = frozenset() if prev is None else frozenset(
+            j for j in range(len(base.job_ids)) if prev.job_level[j] >= 0)
+        if prev is None:
+            running_jobs = frozenset(j for j in range(len(base.job_ids)) if base.job_run_domain[j] >= 0)
+        values, required = job_values(h, p, work, running_jobs)
         grid = np.minimum(base.site_grid_limit_kw, ceiling[p])
         if prev_site is not None:
             up = np.where(np.isnan(ramp), np.inf, prev_site + ramp * h.hours[p])
