@@ -47,7 +47,7 @@ def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
     for pt in pts:
         while len(hull) >= 2:
             (x1, y1, _), (x2, y2, _) = hull[-2], hull[-1]
-            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) >= -1e-9:
+            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) > 1e-9:
                 hull.pop()
             else:
                 break
