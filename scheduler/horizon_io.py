@@ -120,8 +120,9 @@ def read_series(path: str | Path, kind: str, known_ids: list[str], periods: int,
                 continue
             values[col][p] = v
     missing = [p for p in range(periods) if p not in seen]
-    if missing:
-        errs.append(f"{name}: periods {_ranges(missing)} missing (need {periods} rows of {period_h:g} h)")
+    if missing and not errs:  # unreadable rows explain missing periods better
+        which = f"period {missing[0]}" if len(missing) == 1 else f"periods {_ranges(missing)}"
+        errs.append(f"{name}: {which} missing (need {periods} rows of {period_h:g} h)")
     if len(errs) > MAX_ERRORS:
         errs = errs[:MAX_ERRORS] + [f"{name}: {len(errs) - MAX_ERRORS} more problems"]
     if errs:
