@@ -21,7 +21,7 @@ _INT_FIELDS = {"rack_site", "rack_feed", "rack_loop", "rack_kind", "rack_model",
                "rack_domain", "rack_dpos", "dom_site", "dom_model", "dom_gpus", "dom_ptr", "dom_racks",
                "job_gpus", "job_minlev", "job_run_dom", "job_run_n", "svc_gpr", "svc_minlev",
                "svc_run_ptr", "svc_run_rack", "svc_run_reps", "model_rack_ptr", "model_racks",
-               "site_rack_ptr", "site_racks", "gpu_nlev", "mm_nmodes", "feed_site", "loop_site"}
+               "site_rack_ptr", "site_racks", "site_dom_ptr", "site_doms", "gpu_nlev", "mm_nmodes", "feed_site", "loop_site"}
 _BOOL_FIELDS = {"job_req", "job_site_ok", "svc_site_ok"}
 
 
@@ -71,7 +71,7 @@ def prepare(pa: ProblemArrays) -> Workspace:
 
 def _fill(ws: Workspace, st: PlanState) -> None:
     i = ws.inc
-    fill(ws.pa.ref, st.ref, i[0], i[1], i[2], i[3], i[4], ws.nbuf, ws.cand, ws.cnt, ws.run)
+    fill(ws.pa.ref, st.ref, i[0], i[1], i[2], i[3], i[4], ws.nbuf, ws.cand, ws.cnt, ws.run, -1)
 
 
 def place_required(ws: Workspace, st: PlanState) -> list[int]:
@@ -86,7 +86,7 @@ def place_required(ws: Workspace, st: PlanState) -> list[int]:
                     or pa.dom_gpus[d] < pa.job_gpus[j] or pa.job_minlev[j, g] >= pa.gpu_nlev[g]):
                 continue
             lvl = int(pa.job_minlev[j, g])
-            if start_job(pa.ref, st.ref, j, g, lvl, ws.nbuf, ws.cand, lvl):
+            if start_job(pa.ref, st.ref, j, g, lvl, ws.nbuf, ws.cand, lvl, -1):
                 done = True
                 break
             copy_into(ws.tmp.ref, st.ref)

@@ -28,12 +28,12 @@ PROBLEM_FIELDS = (
     "job_run_dom", "job_run_n",
     "svc_gpr", "svc_rps", "svc_minlev", "svc_demand_rps", "svc_val", "svc_pen", "svc_site_ok",
     "svc_move_usd", "svc_run_ptr", "svc_run_rack", "svc_run_reps",
-    "model_rack_ptr", "model_racks", "site_rack_ptr", "site_racks",
+    "model_rack_ptr", "model_racks", "site_rack_ptr", "site_racks", "site_dom_ptr", "site_doms",
 )
 _ProblemTuple = namedtuple("ProblemArrays", PROBLEM_FIELDS)
 _PROBLEM_DOC = """Read-only problem. `job_val[j,g]` is -1 where model g is not allowed; `job_run_n[j,r]` are the
 running GPUs at position r of domain `job_run_dom[j]`; `model_racks` lists each GPU model's racks
-in the order inference fills them; `site_racks` lists each site's racks."""
+in the order inference fills them; `site_racks` / `site_doms` list each site's racks / domains."""
 
 STATE_FIELDS = (
     "job_dom", "job_lvl", "job_n",
@@ -131,7 +131,9 @@ def _problem_ref(t):
         t.model_rack_ptr,
         t.model_racks,
         t.site_rack_ptr,
-        t.site_racks)
+        t.site_racks,
+        t.site_dom_ptr,
+        t.site_doms)
 
 
 @njit(cache=True)

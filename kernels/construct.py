@@ -205,17 +205,19 @@ def try_run_placement(pa, st, j, lvl):
 
 
 @njit(cache=True)
-def start_job(pa, st, j, g, lvl, nbuf, cand, min_lvl):
+def start_job(pa, st, j, g, lvl, nbuf, cand, min_lvl, site):
     """Schedule job j on a model-g domain at level lvl, or the highest level >= min_lvl that fits:
-    where it runs now first, then domains by fewest free GPUs (best fit)."""
+    where it runs now first, then domains by fewest free GPUs (best fit); site >= 0: only there."""
     rd = pa.job_run_dom[j]
     for lv in range(lvl, min_lvl - 1, -1):
         if rd >= 0 and pa.dom_model[rd] == g and try_run_placement(pa, st, j, lv):
             return True
         nc = 0
-        for d in range(len(pa.dom_gpus)):
+        d0, d1 = (pa.site_dom_ptr[site], pa.site_dom_ptr[site + 1]) if site >= 0 else (0, len(pa.dom_gpus))
+        for dd in range(d0, d1):
+            d = pa.site_doms[dd] if site >= 0 else dd
             if (pa.dom_model[d] == g and pa.job_site_ok[j, pa.dom_site[d]]
-                    and st.dom_free[d] >= pa.job_gpus[j]):
+                    and st.dom_free[d] >= pa.job_gpus[j] and (site < 0 or pa.dom_site[d] == site)):
                 cand[nc] = d
                 nc += 1
         # insertion sort by free GPUs (few domains)
@@ -277,10 +279,34 @@ def _add_on_rack(pa, st, i, k, lv, cnt, run, force):
 
 
 @njit(cache=True)
+def gpu_opportunity_usd_h(pa, st, g):
+    """What a model-g GPU could earn in training: the best value per GPU-h of a waiting job."""
+    best = 0.0
+    for j in range(len(st.job_dom)):
+        if st.job_dom[j] < 0 and pa.job_val[j, g] > best:
+            best = pa.job_val[j, g]
+    return best
+
+
+@njit(cache=True)
+def _upgrade_all(pa, st, i, g, lv, extra_usd_h, k_ref):
+    """Raise replicas of i (any model) while that costs less per rps than a new replica at
+    (model g, level lv) whose hourly cost is its energy on rack k_ref plus extra_usd_h."""
+    e = pa.rack_fac[k_ref] * pa.site_price_usd_per_mwh[pa.rack_site[k_ref]] / 1000.0
+    add_cost = (pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv] * e + extra_usd_h) / (pa.svc_rps[i, g] * pa.gpu_perf[g, lv])
+    for g2 in range(pa.svc_rps.shape[1]):
+        if pa.svc_rps[i, g2] > 0:
+            for up in range(pa.svc_minlev[i, g2] + 1, pa.gpu_nlev[g2]):
+                upgrade_replicas(pa, st, i, g2, up, add_cost)
+
+
+@njit(cache=True)
 def add_replicas(pa, st, i, g, lv, cnt, run, force):
     """Add replicas of service i at level lv on model-g racks while they pay and fit (with
-    `force`, while they pay and GPUs are free: shedding follows): racks where it runs now
-    first, then the model's rack order."""
+    `force`, while they pay and GPUs are free: shedding follows). Order: racks where it runs
+    now; then, unless raising caps of its replicas is cheaper per rps than starting new ones
+    (energy + move cost), racks outside training domains; then, unless raising caps is cheaper
+    than also taking GPUs a waiting training job could use, domain racks."""
     if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
         return
     for x in range(st.ng[0]):
@@ -292,13 +318,25 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force):
         k = pa.svc_run_rack[e]
         if pa.rack_model[k] == g and cnt[k] < run[k] and lv >= pa.svc_minlev[i, g]:
             _add_on_rack(pa, st, i, k, lv, cnt, run, force)
-    if pa.svc_move_usd[i] > 0 and not force:   # cheaper to raise caps than to start replicas?
-        for up in range(pa.svc_minlev[i, g] + 1, pa.gpu_nlev[g]):
-            upgrade_replicas(pa, st, i, g, up, lv)
-    for x in range(pa.model_rack_ptr[g], pa.model_rack_ptr[g + 1]):
-        if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
-            break
-        _add_on_rack(pa, st, i, pa.model_racks[x], lv, cnt, run, force)
+    x0, x1 = pa.model_rack_ptr[g], pa.model_rack_ptr[g + 1]
+    if x1 > x0 and not force:
+        k_ref = pa.model_racks[x0]
+        if pa.svc_move_usd[i] > 0:
+            _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h, k_ref)
+        opp = -1.0
+        for x in range(x0, x1):
+            if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
+                break
+            k = pa.model_racks[x]
+            if pa.rack_domain[k] >= 0 and opp < 0:
+                opp = gpu_opportunity_usd_h(pa, st, g)
+                _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h + pa.svc_gpr[i] * opp, k)
+            _add_on_rack(pa, st, i, k, lv, cnt, run, force)
+    else:
+        for x in range(x0, x1):
+            if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
+                break
+            _add_on_rack(pa, st, i, pa.model_racks[x], lv, cnt, run, force)
     for x in range(st.ng[0]):
         cnt[st.g_rack[x]] = 0
     for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
@@ -306,10 +344,9 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force):
 
 
 @njit(cache=True)
-def upgrade_replicas(pa, st, i, g, lv, add_lv):
-    """Raise replicas of service i on model-g racks to level lv while demand is unmet. With
-    add_lv >= 0, only upgrades that cost less per rps than a new replica at add_lv on the same
-    rack would (energy plus its move cost): what to do before starting replicas elsewhere."""
+def upgrade_replicas(pa, st, i, g, lv, max_usd_per_rps):
+    """Raise replicas of service i on model-g racks to level lv while demand is unmet and the
+    upgrade pays, and (when finite) costs less than max_usd_per_rps (USD/h per rps gained)."""
     for x in range(st.ng[0]):
         need = pa.svc_demand_rps[i] - st.svc_cap_rps[i]
         if need <= 1e-9:
@@ -324,16 +361,10 @@ def upgrade_replicas(pa, st, i, g, lv, add_lv):
         drps = pa.svc_rps[i, g] * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, cur])
         if drps <= 0:
             continue
-        gain = 3.6 * (pa.svc_val[i] + pa.svc_pen[i]) * min(drps, need) - dk * pa.rack_fac[k] * \
-            pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
-        if gain <= 0:
+        e = pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+        gain = 3.6 * (pa.svc_val[i] + pa.svc_pen[i]) * min(drps, need) - dk * e
+        if gain <= 0 or dk * e / drps >= max_usd_per_rps:
             continue
-        if add_lv >= 0:
-            e = pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
-            add_kw_ = pa.svc_gpr[i] * pa.gpu_busy_kw[g, add_lv]
-            add_rps = pa.svc_rps[i, g] * pa.gpu_perf[g, add_lv]
-            if dk * e / drps >= (add_kw_ * e + pa.svc_move_usd[i] / pa.interval_h) / add_rps:
-                continue
         u = min(st.g_n[x], units_fit(pa, st, k, dk), int(np.ceil(need / drps - 1e-9)))
         if u <= 0:
             continue
@@ -363,31 +394,37 @@ def miner_up(pa, st, k, qf, qt):
 
 
 @njit(cache=True)
-def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run):
-    """Apply every increment, in order, that fits the current headroom (the greedy)."""
+def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run, site):
+    """Apply every increment, in order, that fits the current headroom (the greedy). With
+    site >= 0, miner increments of other sites are skipped (their headroom did not change)."""
     for x in range(len(kind)):
         t = kind[x]
+        if t == MINER_UP and site >= 0 and pa.rack_site[a[x]] != site:
+            continue
         if t == JOB_START:
             j = a[x]
-            if st.job_dom[j] < 0:
-                start_job(pa, st, j, b[x], c[x], nbuf, cand, pa.job_minlev[j, b[x]])
+            if st.job_dom[j] < 0 and (site < 0 or pa.job_site_ok[j, site]):
+                start_job(pa, st, j, b[x], c[x], nbuf, cand, pa.job_minlev[j, b[x]], site)
         elif t == JOB_UP:
             j = a[x]
             d = st.job_dom[j]
-            if d >= 0 and pa.dom_model[d] == b[x] and st.job_lvl[j] < c[x]:
+            if d >= 0 and pa.dom_model[d] == b[x] and st.job_lvl[j] < c[x] and (site < 0 or pa.dom_site[d] == site):
                 raise_job(pa, st, j, c[x])
         elif t == SVC_ADD:
-            add_replicas(pa, st, a[x], b[x], c[x], cnt, run, False)
+            if site < 0 or pa.svc_site_ok[a[x], site]:
+                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, False)
         elif t == SVC_UP:
-            upgrade_replicas(pa, st, a[x], b[x], c[x], -1)
+            if site < 0 or pa.svc_site_ok[a[x], site]:
+                upgrade_replicas(pa, st, a[x], b[x], c[x], np.inf)
         else:
             miner_up(pa, st, a[x], b[x], c[x])
 
 
 @njit(cache=True)
-def force_services(pa, st, kind, a, b, c, cnt, run):
-    """Re-add replicas of every service short of demand on free GPUs, ignoring power headroom
-    (the caller sheds afterwards): what an eviction took away gets a chance elsewhere."""
+def force_services(pa, st, kind, a, b, c, cnt, run, site):
+    """Re-add replicas of every service (allowed at `site`) short of demand on free GPUs,
+    ignoring power headroom (the caller sheds afterwards): what an eviction took away gets a
+    chance elsewhere."""
     for x in range(len(kind)):
-        if kind[x] == SVC_ADD:
+        if kind[x] == SVC_ADD and pa.svc_site_ok[a[x], site]:
             add_replicas(pa, st, a[x], b[x], c[x], cnt, run, True)

@@ -96,10 +96,10 @@ def required_placed(pa, st):
 
 
 @njit(cache=True)
-def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run):
+def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run, site):
     if not shed(pa, st, keep_job, keep_level):
         return False
-    fill(pa, st, inc[0], inc[1], inc[2], inc[3], inc[4], nbuf, cand, cnt, run)
+    fill(pa, st, inc[0], inc[1], inc[2], inc[3], inc[4], nbuf, cand, cnt, run, site)
     return True
 
 
@@ -129,19 +129,39 @@ def _try_insert(pa, st, j, d, ev, start_lvl, job_order, was_dom, inc, nbuf, cand
         if e != j and was_dom[e] == d and st.job_dom[e] < 0 and start_lvl[e, g] >= 0 \
                 and st.dom_free[d] >= pa.job_gpus[e]:
             force_place(pa, st, e, d, start_lvl[e, g], nbuf)
-    force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run)
-    if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run):
+    force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, pa.dom_site[d])
+    if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run, pa.dom_site[d]):
         return False
     recompute(pa, st)
     return required_placed(pa, st)
 
 
 @njit(cache=True)
+def _jobs_by_domain(st, ptr, lst):
+    """CSR of scheduled jobs per domain (ptr[D+1], lst[J])."""
+    ptr[:] = 0
+    for j in range(len(st.job_dom)):
+        if st.job_dom[j] >= 0:
+            ptr[st.job_dom[j] + 1] += 1
+    for d in range(len(ptr) - 1):
+        ptr[d + 1] += ptr[d]
+    fillp = ptr[:-1].copy()
+    for j in range(len(st.job_dom)):
+        d = st.job_dom[j]
+        if d >= 0:
+            lst[fillp[d]] = j
+            fillp[d] += 1
+
+
+@njit(cache=True)
 def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, max_moves):
     """Hill-climb; st must be feasible. Each unscheduled job (most valuable first) takes its best
     insert move if it raises the objective; then cap raises and cuts. start_lvl[j, g] is the level
-    a job starts at (best profit per kW). Returns the number of moves kept."""
+    a job starts at (best profit per kW). At most max_moves moves are tried. Returns moves kept."""
     J = len(st.job_dom)
+    D = len(pa.dom_gpus)
+    dptr = np.zeros(D + 1, np.int64)
+    dlst = np.zeros(max(J, 1), np.int64)
     kept = 0
     tried = 0
     improved = True
@@ -151,23 +171,26 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
         base = objective_usd(pa, st)
         for jj in range(len(job_order)):
             j = job_order[jj]
-            if st.job_dom[j] >= 0 or tried >= max_moves:
+            if st.job_dom[j] >= 0:
                 continue
+            if tried >= max_moves:
+                break
             copy_into(tmp, st)
+            _jobs_by_domain(tmp, dptr, dlst)
             bval = base + 1e-7 * max(1.0, abs(base))
             found = False
-            for d in range(len(pa.dom_gpus)):
+            for d in range(D):
                 g = pa.dom_model[d]
                 if (pa.job_val[j, g] < 0 or not pa.job_site_ok[j, pa.dom_site[d]]
                         or pa.dom_gpus[d] < pa.job_gpus[j] or start_lvl[j, g] < 0):
                     continue
-                for ev in range(-2, J):
-                    if ev >= 0 and tmp.job_dom[ev] != d:
-                        continue
-                    if ev == -2 and tmp.dom_free[d] == pa.dom_gpus[d]:
-                        continue
+                nd = dptr[d + 1] - dptr[d]
+                for x in range(-2, nd):   # evict nothing, everything, or one job of the domain
                     if tried >= max_moves:
                         break
+                    if x == -2 and nd == 0:
+                        continue
+                    ev = dlst[dptr[d] + x] if x >= 0 else x
                     tried += 1
                     if _try_insert(pa, st, j, d, ev, start_lvl, job_order, tmp.job_dom, inc, nbuf, cand, cnt, run):
                         v = objective_usd(pa, st)
@@ -193,7 +216,8 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                 tried += 1
                 copy_into(tmp, st)
                 job_relevel(pa, st, j, lv)
-                ok = _settle(pa, st, j if step > 0 else -1, j if step > 0 else -1, inc, nbuf, cand, cnt, run)
+                ok = _settle(pa, st, j if step > 0 else -1, j if step > 0 else -1, inc, nbuf, cand, cnt, run,
+                             pa.dom_site[d])
                 if ok:
                     recompute(pa, st)
                     v = objective_usd(pa, st)

@@ -93,6 +93,7 @@ def shed(pa, st, keep_job, keep_level):
         # miners on the broken resource
         if rt == R_RACK:
             rl0, rl1 = ri, ri + 1
+            site = pa.rack_site[ri]
         else:
             site = ri if rt == R_SITE else (pa.feed_site[ri] if rt == R_FEED else pa.loop_site[ri])
             rl0, rl1 = pa.site_rack_ptr[site], pa.site_rack_ptr[site + 1]
@@ -123,7 +124,7 @@ def shed(pa, st, keep_job, keep_level):
         # training jobs
         for j in range(J):
             d = st.job_dom[j]
-            if d < 0:
+            if d < 0 or pa.dom_site[d] != site:
                 continue
             g = pa.dom_model[d]
             lv = st.job_lvl[j]
@@ -162,6 +163,8 @@ def shed(pa, st, keep_job, keep_level):
             if n <= 0:
                 continue
             k = st.g_rack[x]
+            if pa.rack_site[k] != site:
+                continue
             w = weight(pa, rt, ri, k)
             if w <= 0.0:
                 continue

@@ -50,6 +50,9 @@ def pack(p: Problem) -> ProblemArrays:
     site_order = np.argsort(p.rack_site, kind="stable").astype(i8)
     site_ptr = np.zeros(len(p.site_ids) + 1, i8)
     site_ptr[1:] = np.cumsum(np.bincount(p.rack_site, minlength=len(p.site_ids)))
+    site_doms = np.argsort(p.domain_site, kind="stable").astype(i8)
+    site_dom_ptr = np.zeros(len(p.site_ids) + 1, i8)
+    site_dom_ptr[1:] = np.cumsum(np.bincount(p.domain_site, minlength=len(p.site_ids)))
     return ProblemArrays(
         interval_h=float(p.interval_h), usd_per_th_h=float(p.miner_usd_per_th_h),
         site_lim_kw=p.site_grid_limit_kw.astype(float), site_price_usd_per_mwh=p.site_price_usd_per_mwh.astype(float),
@@ -77,7 +80,7 @@ def pack(p: Problem) -> ProblemArrays:
         svc_move_usd=p.svc_move_cost_usd.astype(float), svc_run_ptr=p.svc_run_ptr.astype(i8),
         svc_run_rack=p.svc_run_rack.astype(i8), svc_run_reps=p.svc_run_replicas.astype(i8),
         model_rack_ptr=model_ptr, model_racks=np.concatenate(model_rows).astype(i8) if G else np.zeros(0, i8),
-        site_rack_ptr=site_ptr, site_racks=site_order)
+        site_rack_ptr=site_ptr, site_racks=site_order, site_dom_ptr=site_dom_ptr, site_doms=site_doms)
 
 
 def workspace(p: Problem) -> Workspace:
@@ -167,14 +170,19 @@ def _best_plan(p: Problem, ws: Workspace, opts: SolveOptions, max_moves: int):
     for s0 in starts:
         if kernels.repair(ws, s0):
             cands.append((s0, kernels.place_required(ws, s0)))
-    best, best_key = None, None
+    def key(c):
+        return (-len(c[1]), kernels.objective(ws, c[0]))
+
     for s, missing in cands:
         if not missing:
             kernels.improve_plan(ws, s, max_moves)
-        key = (-len(missing), kernels.objective(ws, s))
-        if best_key is None or key > best_key:
-            best, best_key = (s, missing), key
-    return best
+    return max(cands, key=key)
+
+
+def move_budget(p: Problem) -> int:
+    """Local-search moves to try: 400 up to a few hundred racks, fewer on fleets (each move
+    costs time proportional to the plan's size)."""
+    return int(max(40, min(400, 6e6 / (p.n_racks + 20 * len(p.job_ids) + 1))))
 
 
 def solve_heuristic(p: Problem, opts: Optional[SolveOptions] = None) -> SolveResult:
@@ -182,7 +190,7 @@ def solve_heuristic(p: Problem, opts: Optional[SolveOptions] = None) -> SolveRes
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
     ws = workspace(p)
-    st, missing = _best_plan(p, ws, opts, max_moves=400)
+    st, missing = _best_plan(p, ws, opts, max_moves=move_budget(p))
     return _result(p, st, t0, "heuristic", _missing_reasons(p, missing))
 
 
