@@ -307,3 +307,21 @@ def test_new_workload_keeps_its_submitted_running_until_planned(tmp_path):
     planned_before = [t for t in loop.store.plans(2)[1].plan["training"] if t["id"] == "live"][0]
     assert live.running == (planned_before["placement"] or None)
     assert placed["id"] == "live"
+
+
+def test_cuts_and_heat_are_urgent_other_changes_are_not(tmp_path):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    loop.replan()
+    assert not loop.urgent
+    loop.post_signal({"energy_price_usd_per_mwh": 80.0})
+    loop.post_signal({"grid_limit_kw": 250.0})  # a raise
+    loop.post_signal({"ambient_c": 15.0})  # cooler
+    loop.submit("training", {"id": "z", "gpus": 8, "value_per_gpu_h": {"H100": 1.0}})
+    assert not loop.urgent
+    loop.post_signal({"grid_limit_kw": 240.0})
+    assert loop.urgent
+    loop.replan()
+    assert not loop.urgent
+    loop.post_signal({"ambient_c": 16.0})
+    assert loop.urgent

@@ -104,11 +104,20 @@ class Daemon:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def _fast_worker(self) -> None:
+        """Re-plan on change and on tick. An urgent change (a grid-limit cut, a hotter ambient) is
+        planned at once; other changes are planned together at most every `batch_s`, so a stream of
+        submissions does not keep the planner holding the interpreter."""
         settled = False
         while not self._stop.is_set():
             cur = self.loop.current()
             changed = cur is None or cur.row.inputs_hash != self.loop.inputs_hash()
             if changed or self.loop.due():
+                last = self.loop._last_replan_at_s
+                early = last is not None and self.loop.clock() - last < self.settings.batch_s
+                if changed and early and not self.loop.urgent and cur is not None:
+                    if self._wake.wait(timeout=self.settings.batch_s - (self.loop.clock() - last)):
+                        self._wake.clear()
+                    continue
                 out = self.loop.replan("change" if changed else "tick")
                 log.info("re-plan (%s): %s %s %.1f ms", "change" if changed else "tick", out.why,
                          out.method, out.seconds * 1000)
@@ -124,20 +133,24 @@ class Daemon:
                 self._wake.clear()
 
     def _full_worker(self) -> None:
-        """Polish every fast plan at once; run the MILP once the inputs have been quiet for
-        `settle_s` (or `max_wait_s` into a continuous stream), so a burst of changes does not keep a
-        core busy with MILPs of inputs that are already out of date."""
-        settle_s, max_wait_s = self.settle_s, max(self.settle_s, min(self.loop.tick_s, 30.0))
+        """Polish the fast plan once changes pause for `batch_s`; run the MILP once the inputs have
+        been quiet for `settle_s` (or `max_wait_s` into a continuous stream), so a burst of changes
+        does not keep a core busy with plans of inputs that are already out of date."""
+        batch_s, settle_s = self.settings.batch_s, self.settle_s
+        max_wait_s = max(settle_s, min(self.loop.tick_s, 30.0))
         waiting_since = None
         while not self._stop.is_set():
             if not self._improve.wait(timeout=1.0):
                 continue
             self._improve.clear()
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+            overdue = time.monotonic() - waiting_since >= max_wait_s
+            if self._improve.wait(timeout=batch_s) and not overdue:
+                continue  # still changing
             if self._stop.is_set():
                 return
             self._run_improve(("polish",))
-            if waiting_since is None:
-                waiting_since = time.monotonic()
             quiet = not self._improve.wait(timeout=settle_s)
             if quiet or time.monotonic() - waiting_since >= max_wait_s:
                 self._run_improve(("full",))

@@ -74,6 +74,18 @@ def fold_signal(state: SignalState, body: dict) -> SignalState:
     return SignalState(sites, hashprice, demand)
 
 
+def tightens(base: dict, state: SignalState, body: dict) -> bool:
+    """Does this (normalised) signal lower a grid limit or raise an ambient temperature (which
+    derates cooling)? Such a change may make the plan in force unsafe, so it is planned at once."""
+    site = body.get("site")
+    if site is None:
+        return False
+    base_site = next(s for s in base["sites"] if s["id"] == site)
+    now = {**{f: base_site[f] for f in SITE_FIELDS}, **state.sites.get(site, {})}
+    return (("grid_limit_kw" in body and body["grid_limit_kw"] < now["grid_limit_kw"])
+            or ("ambient_c" in body and body["ambient_c"] > now["ambient_c"]))
+
+
 def pydantic_problems(err: ValidationError, prefix: str = "") -> list[str]:
     lines = format_validation_error(err)
     return [f"{prefix}{line}" if prefix and not line.startswith("(scenario)") else

@@ -151,6 +151,7 @@ class ServiceLoop:
         self.confirmed_at_s: Optional[float] = None   # last time a re-plan adopted or re-confirmed the plan
         self._lock = threading.RLock()        # inputs and the adopted plan
         self._write_lock = threading.Lock()   # one input change at a time
+        self.urgent = False                   # a change that tightens limits awaits a re-plan
         self._plan_lock = threading.Lock()    # one fast re-plan at a time
         self._publish_lock = threading.Lock()
         self._published_seq = 0
@@ -247,7 +248,9 @@ class ServiceLoop:
             parsed = I.validate_candidate(self._base, self._active(), folded)
             now = self.clock()
             seq = self.store.add_signal(data, now)
+            tighter = I.tightens(self._base, self._signals, data)
             with self._lock:
+                self.urgent = self.urgent or tighter
                 self._signals = folded
                 self._changed(parsed)
             return {"seq": seq, "at_s": now, "signal": data}
@@ -283,6 +286,7 @@ class ServiceLoop:
                 snap = self._snapshot()
                 current = self._current
                 self._last_replan_at_s = self.clock()
+                self.urgent = False
             base_plan = current.row.plan if current is not None else None
             out = self._attempt(self.fast, snap, base_plan, current, "fast", reason, t0)
             self.stats.replan_seconds.setdefault("fast", Histogram()).observe(out.seconds)

@@ -18,6 +18,7 @@ class ServiceSettings(BaseSettings):
     db: Path = Path("wattsched.db")                 # SQLite state file (WAL)
     db_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     tick_s: float = Field(60.0, gt=0)               # re-plan at least this often
+    batch_s: float = Field(0.25, ge=0)              # non-urgent changes are planned together at most this often
     milp: bool = True                               # run the MILP in the background
     milp_time_limit_s: float = Field(30.0, gt=0)
     fast_method: Optional[str] = None               # fast-path solver: a registered method or 'greedy' (default: heuristic, else milp)
