@@ -108,9 +108,11 @@ class Daemon:
         planned at once; other changes are planned together at most every `batch_s`, so a stream of
         submissions does not keep the planner holding the interpreter."""
         settled = False
+        failed_hash = None  # inputs whose plan failed: retried on the next tick, not at once
         while not self._stop.is_set():
             cur = self.loop.current()
-            changed = cur is None or cur.row.inputs_hash != self.loop.inputs_hash()
+            inputs = self.loop.inputs_hash()
+            changed = (cur is None or cur.row.inputs_hash != inputs) and inputs != failed_hash
             if changed or self.loop.due():
                 last = self.loop._last_replan_at_s
                 early = last is not None and self.loop.clock() - last < self.settings.batch_s
@@ -119,6 +121,7 @@ class Daemon:
                         self._wake.clear()
                     continue
                 out = self.loop.replan("change" if changed else "tick")
+                failed_hash = None if out.adopted or out.why in ("not better", "stale inputs") else inputs
                 log.info("re-plan (%s): %s %s %.1f ms", "change" if changed else "tick", out.why,
                          out.method, out.seconds * 1000)
                 self._improve.set()
