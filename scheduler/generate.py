@@ -143,7 +143,7 @@ def _job_gpus(rng: np.random.Generator, pod_gpus: int) -> int:
     """Training jobs come in whole 8-GPU servers, mostly powers of two (as in the Philly, Helios
     and Acme traces), sometimes three times one; sized 25-100% of a pod, at most 512."""
     top = min(pod_gpus, 512)
-    sizes = sorted({s for k in range(3, 10) for s in (2 ** k, 3 * 2 ** (k - 1)) if 8 <= s <= top} or {8})
+    sizes = sorted({s for k in range(3, 10) for s in (2 ** k, 3 * 2 ** k) if 8 <= s <= top} or {8})
     target = pod_gpus * rng.uniform(0.25, 1.0)
     return int(min(sizes, key=lambda s: (abs(s - target), s)))
 
