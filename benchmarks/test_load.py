@@ -10,8 +10,6 @@ Run: `make bench` or `.venv/bin/python -m pytest benchmarks/test_load.py --bench
 """
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import socket

@@ -1,7 +1,6 @@
 """The service loop in simulated time: injected clock, SQLite store in a temp dir, explicit ticks."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 
