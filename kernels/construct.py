@@ -257,15 +257,16 @@ def replica_gain_usd(pa, i, k, lv, need_rps, cnt_k, run_k):
 
 @njit(cache=True)
 def _add_on_rack(pa, st, i, k, lv, cnt, run, force):
+    """force: 0 = only into headroom, 1 = ignoring power, 2 = ignoring power, no domain racks."""
     g = pa.rack_model[k]
-    if not pa.svc_site_ok[i, pa.rack_site[k]]:
+    if not pa.svc_site_ok[i, pa.rack_site[k]] or (force == 2 and pa.rack_domain[k] >= 0):
         return
     free = (pa.rack_count[k] - st.rack_busy[k]) // pa.svc_gpr[i]
     if free <= 0:
         return
     kwr = pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv]
     rps = pa.svc_rps[i, g] * pa.gpu_perf[g, lv]
-    nmax = free if force else min(free, units_fit(pa, st, k, kwr))
+    nmax = free if force > 0 else min(free, units_fit(pa, st, k, kwr))
     need = pa.svc_demand_rps[i] - st.svc_cap_rps[i]
     t = 0
     while t < nmax and need > 1e-9:
@@ -303,7 +304,7 @@ def _upgrade_all(pa, st, i, g, lv, extra_usd_h, k_ref):
 @njit(cache=True)
 def add_replicas(pa, st, i, g, lv, cnt, run, force):
     """Add replicas of service i at level lv on model-g racks while they pay and fit (with
-    `force`, while they pay and GPUs are free: shedding follows). Order: racks where it runs
+    `force` > 0, while they pay and GPUs are free: shedding follows; see `_add_on_rack`). Order: racks where it runs
     now; then, unless raising caps of its replicas is cheaper per rps than starting new ones
     (energy + move cost), racks outside training domains; then, unless raising caps is cheaper
     than also taking GPUs a waiting training job could use, domain racks."""
@@ -319,7 +320,7 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force):
         if pa.rack_model[k] == g and cnt[k] < run[k] and lv >= pa.svc_minlev[i, g]:
             _add_on_rack(pa, st, i, k, lv, cnt, run, force)
     x0, x1 = pa.model_rack_ptr[g], pa.model_rack_ptr[g + 1]
-    if x1 > x0 and not force:
+    if x1 > x0 and force == 0:
         k_ref = pa.model_racks[x0]
         if pa.svc_move_usd[i] > 0:
             _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h, k_ref)
@@ -412,7 +413,7 @@ def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run, site):
                 raise_job(pa, st, j, c[x])
         elif t == SVC_ADD:
             if site < 0 or pa.svc_site_ok[a[x], site]:
-                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, False)
+                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, 0)
         elif t == SVC_UP:
             if site < 0 or pa.svc_site_ok[a[x], site]:
                 upgrade_replicas(pa, st, a[x], b[x], c[x], np.inf)
@@ -421,10 +422,11 @@ def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run, site):
 
 
 @njit(cache=True)
-def force_services(pa, st, kind, a, b, c, cnt, run, site):
-    """Re-add replicas of every service (allowed at `site`) short of demand on free GPUs,
-    ignoring power headroom (the caller sheds afterwards): what an eviction took away gets a
-    chance elsewhere."""
-    for x in range(len(kind)):
-        if kind[x] == SVC_ADD and pa.svc_site_ok[a[x], site]:
-            add_replicas(pa, st, a[x], b[x], c[x], cnt, run, True)
+def force_services(pa, st, kind, a, b, c, cnt, run, site, only):
+    """Re-add replicas of every service (allowed at `site` if >= 0; only service `only` if >= 0)
+    short of demand on free GPUs, ignoring power headroom (the caller sheds afterwards), racks
+    outside training domains first: what an eviction or a full loop took away gets a chance."""
+    for mode in (2, 1):
+        for x in range(len(kind)):
+            if kind[x] == SVC_ADD and (site < 0 or pa.svc_site_ok[a[x], site]) and (only < 0 or a[x] == only):
+                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, mode)

@@ -2,8 +2,9 @@
 topped up by the greedy fill, and kept only when the objective rises.
 
 Moves: insert an unscheduled job into a domain (evicting replicas, one other job, or every job
-there, which the fill may re-place elsewhere); raise a job's cap by one level (shedding cheaper
-load to make room) or lower it (so the freed power can go to better uses).
+there, which the fill may re-place elsewhere); start the replicas a service short of demand lacks
+(shedding cheaper load to make room), or move its replicas out of training domains; raise a job's cap by one level (shedding cheaper load) or
+lower it (so the freed power can go to better uses).
 """
 from __future__ import annotations
 
@@ -79,6 +80,14 @@ def evict_replicas(pa, st, d, need):
 
 
 @njit(cache=True)
+def _in_domains(pa, st, i):
+    for x in range(st.ng[0]):
+        if st.g_svc[x] == i and st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] >= 0:
+            return True
+    return False
+
+
+@njit(cache=True)
 def _free_gpus(pa, st, d):
     tot = 0
     for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
@@ -129,7 +138,7 @@ def _try_insert(pa, st, j, d, ev, start_lvl, job_order, was_dom, inc, nbuf, cand
         if e != j and was_dom[e] == d and st.job_dom[e] < 0 and start_lvl[e, g] >= 0 \
                 and st.dom_free[d] >= pa.job_gpus[e]:
             force_place(pa, st, e, d, start_lvl[e, g], nbuf)
-    force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, pa.dom_site[d])
+    force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, pa.dom_site[d], -1)
     if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run, pa.dom_site[d]):
         return False
     recompute(pa, st)
@@ -204,6 +213,33 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                 base = bval
                 kept += 1
                 improved = True
+        for mv in range(2 * len(pa.svc_gpr)):
+            # (a) a service short of demand takes power from cheaper load;
+            # (b) a service's replicas leave training domains (freeing GPUs and power there)
+            i = mv // 2
+            if tried >= max_moves:
+                break
+            if mv % 2 == 0:
+                if st.svc_cap_rps[i] >= pa.svc_demand_rps[i] - 1e-9:
+                    continue
+            elif not _in_domains(pa, st, i):
+                continue
+            tried += 1
+            copy_into(tmp, st)
+            if mv % 2 == 1:
+                for x in range(st.ng[0]):
+                    if st.g_svc[x] == i and st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] >= 0:
+                        group_change(pa, st, x, -st.g_n[x])
+            force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, -1, i)
+            if _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st):
+                recompute(pa, st)
+                v = objective_usd(pa, st)
+                if v > base + 1e-7 * max(1.0, abs(base)):
+                    base = v
+                    kept += 1
+                    improved = True
+                    continue
+            copy_into(st, tmp)
         for j in range(J):
             for step in (1, -1):   # raise a cap (shedding cheaper load), or lower it
                 d = st.job_dom[j]
