@@ -339,3 +339,51 @@ def test_a_cut_below_the_base_load_is_reported_and_the_old_plan_stays(tmp_path, 
     assert loop.current().row.seq == seq
     assert loop.store.events()[-1]["kind"] in ("plan_infeasible", "solver_error")
     assert any(st in ("infeasible", "error") for (_, st) in loop.stats.solver_runs)
+
+
+def test_demand_response_event_ends_at_until_s(tmp_path):
+    clock = FakeClock()
+    loop, _ = make_loop(tmp_path, clock=clock)
+    loop.start()
+    loop.post_signal({"grid_limit_kw": 180.0})  # standing limit
+    loop.replan()
+    loop.post_signal({"grid_limit_kw": 100.0, "until_s": clock.t + 900})
+    assert loop.urgent and loop.next_signal_change_s() == clock.t + 900
+    loop.replan()
+    assert loop.current().row.plan["sites"][0]["grid_limit_kw"] == 100.0 and site_kw(loop) <= 100.0
+    during = loop.inputs_hash()
+    clock.advance(899.0)
+    assert loop.inputs_hash() == during
+    clock.advance(1.0)  # the event is over: the standing limit applies again, without any post
+    assert loop.inputs_hash() != during and loop.next_signal_change_s() is None
+    loop.replan()
+    assert loop.current().row.plan["sites"][0]["grid_limit_kw"] == 180.0
+    assert loop.signals()["sites"]["wa"]["dr_event"]["grid_limit_kw"] == 100.0  # kept, for the record
+
+
+def test_demand_response_event_survives_restart_and_expires_by_the_clock(tmp_path):
+    clock = FakeClock()
+    loop, _ = make_loop(tmp_path, clock=clock)
+    loop.start()
+    loop.post_signal({"grid_limit_kw": 90.0, "until_s": clock.t + 60})
+    loop.store.close()
+    again, _ = make_loop(tmp_path, clock=clock)
+    again.start()
+    again.replan()
+    assert again.current().row.plan["sites"][0]["grid_limit_kw"] == 90.0
+    clock.advance(61.0)
+    again.replan()
+    assert again.current().row.plan["sites"][0]["grid_limit_kw"] == 200.0
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"ambient_c": 30.0, "until_s": 2e9}, "until_s: only with grid_limit_kw"),
+    ({"grid_limit_kw": 100.0, "until_s": 1.0}, "until_s: must be in the future"),
+])
+def test_bad_demand_response_events(tmp_path, body, expected):
+    loop, _ = make_loop(tmp_path)
+    loop.start()
+    with pytest.raises(InputError) as err:
+        loop.post_signal(body)
+    assert err.value.problems[0].startswith(expected)
+    assert loop.store.signals() == []

@@ -130,8 +130,12 @@ class Daemon:
                     settled = True
             if self._stop.is_set():
                 return
-            last = self.loop._last_replan_at_s or self.loop.clock()
-            wait_s = max(0.0, self.loop.tick_s - (self.loop.clock() - last))
+            now = self.loop.clock()
+            last = self.loop._last_replan_at_s or now
+            wait_s = max(0.0, self.loop.tick_s - (now - last))
+            event_end = self.loop.next_signal_change_s()
+            if event_end is not None:  # a demand-response event ends: re-plan right then
+                wait_s = min(wait_s, max(0.0, event_end - now) + 0.001)
             if self._wake.wait(timeout=wait_s):
                 self._wake.clear()
 

@@ -42,6 +42,7 @@ class Signal(BaseModel):
     ambient_c: Optional[Float] = None
     hashprice_usd_per_ph_day: Optional[NonNeg] = None
     demand_rps: Optional[dict[Annotated[str, Field(strict=True, min_length=1)], NonNeg]] = None
+    until_s: Optional[Float] = None   # with grid_limit_kw: a demand-response event ending at this Unix time
 
 
 SITE_FIELDS = ("grid_limit_kw", "energy_price_usd_per_mwh", "ambient_c")
@@ -49,9 +50,14 @@ SITE_FIELDS = ("grid_limit_kw", "energy_price_usd_per_mwh", "ambient_c")
 
 @dataclass(frozen=True)
 class SignalState:
-    """The latest value of every signal ever posted (absent = as in the base scenario)."""
+    """The latest value of every signal ever posted (absent = as in the base scenario).
 
-    sites: dict = field(default_factory=dict)     # site id -> {field: value}
+    A site's grid limit is either standing (`grid_limit_kw`) or a demand-response event
+    (`dr_event`: {grid_limit_kw, until_s}) that overrides it until `until_s`, after which the
+    standing limit (or the scenario's) applies again.
+    """
+
+    sites: dict = field(default_factory=dict)     # site id -> {field: value, "dr_event": {...}}
     hashprice_usd_per_ph_day: Optional[float] = None
     demand_rps: dict = field(default_factory=dict)  # service id -> rps
 
@@ -59,14 +65,45 @@ class SignalState:
         return {"sites": self.sites, "hashprice_usd_per_ph_day": self.hashprice_usd_per_ph_day,
                 "demand_rps": self.demand_rps}
 
+    def active_events(self, now_s: float) -> tuple:
+        return tuple(sorted(site for site, v in self.sites.items()
+                            if "dr_event" in v and now_s < v["dr_event"]["until_s"]))
+
+    def next_change_s(self, now_s: float) -> Optional[float]:
+        """When the next active demand-response event ends (None if none is active)."""
+        ends = [v["dr_event"]["until_s"] for v in self.sites.values()
+                if "dr_event" in v and now_s < v["dr_event"]["until_s"]]
+        return min(ends) if ends else None
+
+    def effective(self, now_s: float) -> "SignalState":
+        """The plain overrides in force at `now_s` (events resolved, ended ones dropped)."""
+        if not any("dr_event" in v for v in self.sites.values()):
+            return self
+        sites = {}
+        for site, v in self.sites.items():
+            plain = {k: x for k, x in v.items() if k != "dr_event"}
+            ev = v.get("dr_event")
+            if ev is not None and now_s < ev["until_s"]:
+                plain["grid_limit_kw"] = ev["grid_limit_kw"]
+            if plain:
+                sites[site] = plain
+        return SignalState(sites, self.hashprice_usd_per_ph_day, self.demand_rps)
+
 
 def fold_signal(state: SignalState, body: dict) -> SignalState:
     """Apply one already-normalised signal (see `normalise_signal`)."""
     sites = {k: dict(v) for k, v in state.sites.items()}
     site = body.get("site")
     for f in SITE_FIELDS:
-        if body.get(f) is not None:
-            sites.setdefault(site, {})[f] = body[f]
+        if body.get(f) is None:
+            continue
+        entry = sites.setdefault(site, {})
+        if f == "grid_limit_kw" and body.get("until_s") is not None:
+            entry["dr_event"] = {"grid_limit_kw": body[f], "until_s": body["until_s"]}
+        else:
+            entry[f] = body[f]
+            if f == "grid_limit_kw":
+                entry.pop("dr_event", None)  # a standing limit replaces any event
     hashprice = body.get("hashprice_usd_per_ph_day", state.hashprice_usd_per_ph_day)
     if hashprice is None:
         hashprice = state.hashprice_usd_per_ph_day
@@ -74,14 +111,14 @@ def fold_signal(state: SignalState, body: dict) -> SignalState:
     return SignalState(sites, hashprice, demand)
 
 
-def tightens(base: dict, state: SignalState, body: dict) -> bool:
+def tightens(base: dict, state: SignalState, body: dict, now_s: float) -> bool:
     """Does this (normalised) signal lower a grid limit or raise an ambient temperature (which
     derates cooling)? Such a change may make the plan in force unsafe, so it is planned at once."""
     site = body.get("site")
     if site is None:
         return False
     base_site = next(s for s in base["sites"] if s["id"] == site)
-    now = {**{f: base_site[f] for f in SITE_FIELDS}, **state.sites.get(site, {})}
+    now = {**{f: base_site[f] for f in SITE_FIELDS}, **state.effective(now_s).sites.get(site, {})}
     return (("grid_limit_kw" in body and body["grid_limit_kw"] < now["grid_limit_kw"])
             or ("ambient_c" in body and body["ambient_c"] > now["ambient_c"]))
 
@@ -92,7 +129,7 @@ def pydantic_problems(err: ValidationError, prefix: str = "") -> list[str]:
             line.replace("(scenario)", prefix.rstrip(".") or "body") for line in lines]
 
 
-def normalise_signal(body: Any, scenario: Scenario, services: set[str]) -> dict:
+def normalise_signal(body: Any, scenario: Scenario, services: set[str], now_s: float) -> dict:
     """Validate a signal post against the site's ids; return it with `site` filled in, None dropped."""
     if not isinstance(body, dict):
         raise InputError(["body: must be a JSON object"])
@@ -101,6 +138,10 @@ def normalise_signal(body: Any, scenario: Scenario, services: set[str]) -> dict:
     except ValidationError as err:
         raise InputError(pydantic_problems(err)) from None
     data = sig.model_dump(exclude_none=True)
+    if "until_s" in data and "grid_limit_kw" not in data:
+        raise InputError(["until_s: only with grid_limit_kw (the end of a demand-response event)"])
+    if "until_s" in data and data["until_s"] <= now_s:
+        raise InputError([f"until_s: must be in the future (got {data['until_s']:.3f}, now {now_s:.3f})"])
     if len(data) == (1 if "site" in data else 0):
         raise InputError(["body: no signal given (expected one of " + ", ".join(
             (*SITE_FIELDS, "hashprice_usd_per_ph_day", "demand_rps")) + ")"])

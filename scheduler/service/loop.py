@@ -91,6 +91,7 @@ class _Snapshot:
     version: int
     data: dict
     inputs_hash: str
+    events: tuple = ()   # demand-response events in force when it was built
 
 
 @dataclass
@@ -146,7 +147,7 @@ class ServiceLoop:
         self._version = 0
         self._current: Optional[Adopted] = None
         self._snap: Optional[_Snapshot] = None
-        self._parsed: Optional[tuple[int, Scenario]] = None  # (version, validated scenario of it)
+        self._parsed: Optional[tuple] = None  # (version, active events, validated scenario of them)
         self._last_replan_at_s: Optional[float] = None
         self.confirmed_at_s: Optional[float] = None   # last time a re-plan adopted or re-confirmed the plan
         self._lock = threading.RLock()        # inputs and the adopted plan
@@ -197,15 +198,18 @@ class ServiceLoop:
 
     def _snapshot(self) -> _Snapshot:
         """The inputs as scenario data and their hash; built once per input version."""
-        if self._snap is None or self._snap.version != self._version:
-            data = I.build_scenario_dict(self._base, self._active(), self._signals)
-            self._snap = _Snapshot(self._version, data, I.inputs_hash(data))
+        now = self.clock()
+        events = self._signals.active_events(now)
+        if self._snap is None or self._snap.version != self._version or self._snap.events != events:
+            data = I.build_scenario_dict(self._base, self._active(), self._signals.effective(now))
+            self._snap = _Snapshot(self._version, data, I.inputs_hash(data), events)
         return self._snap
 
     def _changed(self, parsed: Optional[Scenario] = None) -> None:
         """After a stored change; `parsed` is the validated scenario of the new inputs, if known."""
         self._version += 1
-        self._parsed = (self._version, parsed) if parsed is not None else None
+        events = self._signals.active_events(self.clock())
+        self._parsed = (self._version, events, parsed) if parsed is not None else None
         if self.on_change is not None:
             self.on_change()
 
@@ -220,7 +224,8 @@ class ServiceLoop:
                     raise I.InputError([f"id: a {k} workload '{wid}' already exists"], 409)
             active = self._active()
             active[kind][wid] = body
-            parsed = I.validate_candidate(self._base, active, self._signals, kind, len(active[kind]) - 1)
+            parsed = I.validate_candidate(self._base, active, self._signals.effective(self.clock()), kind,
+                                          len(active[kind]) - 1)
             now = self.clock()
             self.store.add_workload(kind, wid, body, now)
             with self._lock:
@@ -243,12 +248,12 @@ class ServiceLoop:
 
     def post_signal(self, body) -> dict:
         with self._write_lock:
-            data = I.normalise_signal(body, self._scenario_base(), set(self._workloads["inference"]))
-            folded = I.fold_signal(self._signals, data)
-            parsed = I.validate_candidate(self._base, self._active(), folded)
             now = self.clock()
+            data = I.normalise_signal(body, self._scenario_base(), set(self._workloads["inference"]), now)
+            folded = I.fold_signal(self._signals, data)
+            parsed = I.validate_candidate(self._base, self._active(), folded.effective(now))
             seq = self.store.add_signal(data, now)
-            tighter = I.tightens(self._base, self._signals, data)
+            tighter = I.tightens(self._base, self._signals, data, now)
             with self._lock:
                 self.urgent = self.urgent or tighter
                 self._signals = folded
@@ -273,7 +278,8 @@ class ServiceLoop:
     def _prepare(self, snap: _Snapshot, base_plan: Optional[dict]) -> tuple[Scenario, Problem]:
         """The validated scenario of the inputs, `running` = the plan in force, and its Problem."""
         parsed = self._parsed
-        scenario = parsed[1] if parsed is not None and parsed[0] == snap.version else parse_scenario(snap.data)
+        fresh = parsed is not None and parsed[:2] == (snap.version, snap.events)
+        scenario = parsed[2] if fresh else parse_scenario(snap.data)
         if base_plan is not None and base_plan.get("objective_usd") is not None:
             scenario = _with_running(scenario, snap.data, base_plan)
         return scenario, compile_problem(scenario)
@@ -420,6 +426,11 @@ class ServiceLoop:
     def signals(self) -> dict:
         with self._lock:
             return self._signals.as_dict()
+
+    def next_signal_change_s(self) -> Optional[float]:
+        """When a demand-response event ends next (the inputs change then without a post)."""
+        with self._lock:
+            return self._signals.next_change_s(self.clock())
 
     def effective_scenario(self) -> dict:
         """The scenario the current plan is a plan of (running carried over), or the next one to plan."""
