@@ -56,8 +56,8 @@ class PlanCollector:
         yield GaugeMetricFamily("wattsched_plan_sequence", "Sequence number of the current plan in the store.",
                                 value=cur.row.seq)
         info = GaugeMetricFamily("wattsched_plan_info", "The current plan's solver (value 1).",
-                                 labels=["method", "status", "inputs_hash"])
-        info.add_metric([cur.row.method, cur.row.status, cur.row.inputs_hash[:16]], 1.0)
+                                 labels=["method", "status"])  # no per-plan label: one series per solver
+        info.add_metric([cur.row.method, cur.row.status], 1.0)
         yield info
         plan = cur.row.plan
         if plan.get("objective_usd") is None:
