@@ -387,3 +387,35 @@ def test_bad_demand_response_events(tmp_path, body, expected):
         loop.post_signal(body)
     assert err.value.problems[0].startswith(expected)
     assert loop.store.signals() == []
+
+
+def test_warming_planner_answers_with_the_fallback_until_the_primary_is_warm(tmp_path):
+    import threading
+
+    from scheduler.service.planning import WarmingPlanner
+    from scheduler.problem import compile_problem
+
+    release = threading.Event()
+
+    class SlowFirst:
+        name = "slow-first"
+
+        def __init__(self):
+            self.calls = 0
+
+        def plan(self, problem, start):
+            self.calls += 1
+            if self.calls == 1:
+                release.wait(10)  # the first call stands for a cold JIT compile
+            res = GreedyPlanner().plan(problem, start)
+            res.method = self.name
+            return res
+
+    primary = SlowFirst()
+    planner = WarmingPlanner(primary, GreedyPlanner())
+    problem = compile_problem(parse_scenario(small_site()))
+    assert planner.plan(problem, None).method == "greedy"
+    assert planner.plan(problem, None).method == "greedy"
+    release.set()
+    planner._warm.wait(10)
+    assert planner.plan(problem, None).method == "slow-first" and primary.calls == 2

@@ -75,7 +75,7 @@ class Daemon:
             self.fast = SolverPlanner(settings.fast_method, time_limit_s=settings.fast_time_limit_s,
                                       threads=settings.solver_threads)
         else:
-            self.fast = default_fast_planner(settings.fast_time_limit_s)
+            self.fast = default_fast_planner(settings.fast_time_limit_s, warm_up=True)
         self.polish = default_polish_planner() if not settings.fast_method else None
         self.full = None
         if settings.milp and milp_available():

@@ -6,6 +6,7 @@ importable, else the MILP with a short time limit; `GreedyPlanner` is a dependen
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Optional, Protocol
 
@@ -151,6 +152,39 @@ class RepairPlanner:
         return solve(problem, "heuristic", SolveOptions(warm_start=start, explain_infeasible=False))
 
 
+class WarmingPlanner:
+    """Plans with `fallback` until `primary` is warm. The first call starts `primary` on that
+    problem in a thread (a cold Numba cache means about a minute of JIT compilation); every call
+    made before it finishes is answered by `fallback`, so the daemon is ready in seconds."""
+
+    def __init__(self, primary: Planner, fallback: Planner):
+        self.primary, self.fallback = primary, fallback
+        self.name = primary.name
+        self._warm = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def _warm_up(self, problem: Problem) -> None:
+        try:
+            self.primary.plan(problem, None)
+        except Exception:  # noqa: BLE001 - a failing primary shows itself on its first real call
+            pass
+        finally:
+            self._warm.set()
+
+    def plan(self, problem: Problem, start: Optional[Assignment]) -> SolveResult:
+        if self._warm.is_set():
+            return self.primary.plan(problem, start)
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._warm_up, args=(problem,), name="wattsched-jit-warm-up",
+                                 daemon=True).start()
+        if self._warm.wait(timeout=0.5):  # a warm cache answers at once
+            return self.primary.plan(problem, start)
+        return self.fallback.plan(problem, start)
+
+
 def heuristic_available() -> bool:
     try:
         from .. import heuristic  # noqa: F401
@@ -167,9 +201,13 @@ def milp_available() -> bool:
     return True
 
 
-def default_fast_planner(milp_time_limit_s: float = 2.0) -> Planner:
-    """The Numba repair when the fast path is importable, else the MILP with a short limit, else greedy."""
+def default_fast_planner(milp_time_limit_s: float = 2.0, warm_up: bool = False) -> Planner:
+    """The Numba repair when the fast path is importable, else the MILP with a short limit, else greedy.
+    With `warm_up`, the MILP (or greedy) answers while the Numba kernels compile."""
     if heuristic_available():
+        if warm_up:
+            fallback = SolverPlanner("milp", milp_time_limit_s) if milp_available() else GreedyPlanner()
+            return WarmingPlanner(RepairPlanner(), fallback)
         return RepairPlanner()
     if milp_available():
         return SolverPlanner("milp", time_limit_s=milp_time_limit_s)
