@@ -419,3 +419,25 @@ def test_warming_planner_answers_with_the_fallback_until_the_primary_is_warm(tmp
     release.set()
     planner._warm.wait(10)
     assert planner.plan(problem, None).method == "slow-first" and primary.calls == 2
+
+
+def test_background_plan_of_an_event_that_ended_meanwhile_is_discarded(tmp_path):
+    clock = FakeClock()
+    loop, _ = make_loop(tmp_path, clock=clock, full=GreedyPlanner())
+    loop.start()
+    loop.post_signal({"grid_limit_kw": 100.0, "until_s": clock.t + 30})
+    loop.replan()
+
+    class Slow:
+        """The event ends and the fast path re-plans while this 'solves'."""
+        name = "slow"
+
+        def plan(self, problem, start):
+            clock.advance(31.0)
+            assert loop.replan().adopted
+            return GreedyPlanner().plan(problem, start)
+
+    loop.full = Slow()
+    [out] = loop.improve()
+    assert not out.adopted and out.why == "stale inputs"
+    assert loop.current().row.plan["sites"][0]["grid_limit_kw"] == 200.0

@@ -66,7 +66,7 @@ class LoopStats:
 @dataclass
 class Adopted:
     row: PlanRow
-    version: int
+    inputs_id: int                           # the `_Snapshot.id` it was planned from (-1: resumed)
     scenario: Optional[Scenario] = None      # the scenario the plan is a plan of (running included)
     problem: Optional[Problem] = None
     assignment: Optional[Assignment] = None
@@ -92,6 +92,7 @@ class _Snapshot:
     data: dict
     inputs_hash: str
     events: tuple = ()   # demand-response events in force when it was built
+    id: int = 0          # increases with every new set of inputs (a change, or an event ending)
 
 
 @dataclass
@@ -147,6 +148,7 @@ class ServiceLoop:
         self._version = 0
         self._current: Optional[Adopted] = None
         self._snap: Optional[_Snapshot] = None
+        self._snap_ids = 0
         self._parsed: Optional[tuple] = None  # (version, active events, validated scenario of them)
         self._last_replan_at_s: Optional[float] = None
         self.confirmed_at_s: Optional[float] = None   # last time a re-plan adopted or re-confirmed the plan
@@ -202,7 +204,8 @@ class ServiceLoop:
         events = self._signals.active_events(now)
         if self._snap is None or self._snap.version != self._version or self._snap.events != events:
             data = I.build_scenario_dict(self._base, self._active(), self._signals.effective(now))
-            self._snap = _Snapshot(self._version, data, I.inputs_hash(data), events)
+            self._snap_ids += 1
+            self._snap = _Snapshot(self._version, data, I.inputs_hash(data), events, self._snap_ids)
         return self._snap
 
     def _changed(self, parsed: Optional[Scenario] = None) -> None:
@@ -360,7 +363,7 @@ class ServiceLoop:
         objective = float(plan["objective_usd"])
         with self._lock:
             cur = self._current
-            if cur is not None and snap.version < cur.version:
+            if cur is not None and snap.id < cur.inputs_id:  # the plan in force is of newer inputs
                 return Outcome(path, False, "stale inputs", result.method, result.status,
                                time.perf_counter() - t0, objective)
             if cur is not None and cur.row.inputs_hash == snap.inputs_hash:
@@ -375,7 +378,7 @@ class ServiceLoop:
                           objective, f"{path}:{reason}", plan)
             seq = self.store.add_plan(row)
             row = replace(row, seq=seq)
-            self._current = Adopted(row, snap.version, scenario, problem, result.assignment)
+            self._current = Adopted(row, snap.id, scenario, problem, result.assignment)
             self.confirmed_at_s = now
             self.stats.adoptions[result.method] = self.stats.adoptions.get(result.method, 0) + 1
         self._publish(row)
