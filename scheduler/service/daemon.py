@@ -64,7 +64,6 @@ class Daemon:
 
     def __init__(self, scenario: Scenario, settings: ServiceSettings, clock=time.time):
         self.settings = settings
-        self.store = SqliteStore(settings.db, synchronous=settings.db_synchronous)
         if settings.fast_method == "greedy":
             self.fast = GreedyPlanner()
         elif settings.fast_method:
@@ -87,6 +86,7 @@ class Daemon:
             actuators.append(WebhookActuator(settings.webhook_url, retries=settings.webhook_retries,
                                              timeout_s=settings.webhook_timeout_s))
         self.actuators = actuators
+        self.store = SqliteStore(settings.db, synchronous=settings.db_synchronous)
         self._wake = threading.Event()
         self._improve = threading.Event()
         self._stop = threading.Event()
