@@ -6,6 +6,10 @@ code as plain Python (the tests do both)."""
 from .api import (Workspace, alloc_state, construct, copy_state, curtail, feasible, from_running,
                   improve_plan, objective, place_required, prepare, repair, tidy)
 from .arrays import PROBLEM_FIELDS, STATE_FIELDS, PlanState, ProblemArrays
+from .config import guard_cache
+from .core import recompute as _any_kernel
+
+guard_cache(_any_kernel)
 
 __all__ = ["Workspace", "alloc_state", "construct", "copy_state", "curtail", "feasible", "from_running",
            "improve_plan", "objective", "place_required", "prepare", "repair", "tidy",

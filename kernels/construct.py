@@ -14,7 +14,7 @@ from numba import njit
 from .core import (MINER_KIND, add_kw, group_change, group_new, job_fits, job_place, job_relevel,
                    job_unplace, units_fit)
 
-JOB_START, JOB_UP, SVC_ADD, SVC_UP, MINER_UP = 0, 1, 2, 3, 4
+JOB_START, JOB_UP, SVC_ADD, SVC_UP, MINER_UP, SVC_ADD_DOM = 0, 1, 2, 3, 4, 5
 REQUIRED_SLOPE = 1e30
 
 
@@ -141,6 +141,16 @@ def build_increments(pa):
                 kind[n] = SVC_ADD if t == 0 else SVC_UP
                 a[n], b[n], c_[n], slope[n] = i, g, ht[t], hs[t]
                 n += 1
+            if m > 0:
+                # replicas on training-domain racks: the GPUs' training value is an opportunity cost
+                opp = 0.0
+                for j in range(J):
+                    if pa.job_val[j, g] > opp:
+                        opp = pa.job_val[j, g]
+                c = ht[0]
+                kind[n], a[n], b[n], c_[n] = SVC_ADD_DOM, i, g, c
+                slope[n] = max((net[c] - pa.svc_gpr[i] * opp) / kw[c], 1e-9)
+                n += 1
     for k in range(K):
         if pa.rack_kind[k] != MINER_KIND:
             continue
@@ -256,17 +266,18 @@ def replica_gain_usd(pa, i, k, lv, need_rps, cnt_k, run_k):
 
 
 @njit(cache=True)
-def _add_on_rack(pa, st, i, k, lv, cnt, run, force):
-    """force: 0 = only into headroom, 1 = ignoring power, 2 = ignoring power, no domain racks."""
+def _add_on_rack(pa, st, i, k, lv, cnt, run, force, domains):
+    """Replicas of i at (k, lv) while they pay: into headroom, or ignoring power with `force`;
+    never on a training-domain rack unless `domains`."""
     g = pa.rack_model[k]
-    if not pa.svc_site_ok[i, pa.rack_site[k]] or (force == 2 and pa.rack_domain[k] >= 0):
+    if not pa.svc_site_ok[i, pa.rack_site[k]] or (not domains and pa.rack_domain[k] >= 0):
         return
     free = (pa.rack_count[k] - st.rack_busy[k]) // pa.svc_gpr[i]
     if free <= 0:
         return
     kwr = pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv]
     rps = pa.svc_rps[i, g] * pa.gpu_perf[g, lv]
-    nmax = free if force > 0 else min(free, units_fit(pa, st, k, kwr))
+    nmax = free if force else min(free, units_fit(pa, st, k, kwr))
     need = pa.svc_demand_rps[i] - st.svc_cap_rps[i]
     t = 0
     while t < nmax and need > 1e-9:
@@ -302,12 +313,13 @@ def _upgrade_all(pa, st, i, g, lv, extra_usd_h, k_ref):
 
 
 @njit(cache=True)
-def add_replicas(pa, st, i, g, lv, cnt, run, force):
+def add_replicas(pa, st, i, g, lv, cnt, run, force, domains):
     """Add replicas of service i at level lv on model-g racks while they pay and fit (with
-    `force` > 0, while they pay and GPUs are free: shedding follows; see `_add_on_rack`). Order: racks where it runs
-    now; then, unless raising caps of its replicas is cheaper per rps than starting new ones
-    (energy + move cost), racks outside training domains; then, unless raising caps is cheaper
-    than also taking GPUs a waiting training job could use, domain racks."""
+    `force`, while they pay and GPUs are free: shedding follows); training-domain racks only
+    with `domains`. Order: racks where it runs now; then, unless raising caps of its replicas is
+    cheaper per rps than starting new ones (energy + move cost), racks outside training domains;
+    then, unless raising caps is cheaper than also taking GPUs a waiting job could use, domain
+    racks."""
     if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
         return
     for x in range(st.ng[0]):
@@ -318,26 +330,22 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force):
     for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
         k = pa.svc_run_rack[e]
         if pa.rack_model[k] == g and cnt[k] < run[k] and lv >= pa.svc_minlev[i, g]:
-            _add_on_rack(pa, st, i, k, lv, cnt, run, force)
+            _add_on_rack(pa, st, i, k, lv, cnt, run, force, domains)
     x0, x1 = pa.model_rack_ptr[g], pa.model_rack_ptr[g + 1]
-    if x1 > x0 and force == 0:
-        k_ref = pa.model_racks[x0]
-        if pa.svc_move_usd[i] > 0:
-            _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h, k_ref)
-        opp = -1.0
-        for x in range(x0, x1):
-            if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
-                break
-            k = pa.model_racks[x]
-            if pa.rack_domain[k] >= 0 and opp < 0:
+    if x1 > x0 and not force and pa.svc_move_usd[i] > 0:
+        _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h, pa.model_racks[x0])
+    opp = -1.0
+    for x in range(x0, x1):
+        if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
+            break
+        k = pa.model_racks[x]
+        if pa.rack_domain[k] >= 0:
+            if not domains:
+                break           # domain racks come last in the model's rack order
+            if opp < 0 and not force:
                 opp = gpu_opportunity_usd_h(pa, st, g)
                 _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h + pa.svc_gpr[i] * opp, k)
-            _add_on_rack(pa, st, i, k, lv, cnt, run, force)
-    else:
-        for x in range(x0, x1):
-            if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
-                break
-            _add_on_rack(pa, st, i, pa.model_racks[x], lv, cnt, run, force)
+        _add_on_rack(pa, st, i, k, lv, cnt, run, force, domains)
     for x in range(st.ng[0]):
         cnt[st.g_rack[x]] = 0
     for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
@@ -411,13 +419,13 @@ def fill(pa, st, kind, a, b, c, slope, nbuf, cand, cnt, run, site):
             d = st.job_dom[j]
             if d >= 0 and pa.dom_model[d] == b[x] and st.job_lvl[j] < c[x] and (site < 0 or pa.dom_site[d] == site):
                 raise_job(pa, st, j, c[x])
-        elif t == SVC_ADD:
+        elif t == SVC_ADD or t == SVC_ADD_DOM:
             if site < 0 or pa.svc_site_ok[a[x], site]:
-                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, 0)
+                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, False, t == SVC_ADD_DOM)
         elif t == SVC_UP:
             if site < 0 or pa.svc_site_ok[a[x], site]:
                 upgrade_replicas(pa, st, a[x], b[x], c[x], np.inf)
-        else:
+        elif t == MINER_UP:
             miner_up(pa, st, a[x], b[x], c[x])
 
 
@@ -426,7 +434,7 @@ def force_services(pa, st, kind, a, b, c, cnt, run, site, only):
     """Re-add replicas of every service (allowed at `site` if >= 0; only service `only` if >= 0)
     short of demand on free GPUs, ignoring power headroom (the caller sheds afterwards), racks
     outside training domains first: what an eviction or a full loop took away gets a chance."""
-    for mode in (2, 1):
+    for domains in (False, True):
         for x in range(len(kind)):
             if kind[x] == SVC_ADD and (site < 0 or pa.svc_site_ok[a[x], site]) and (only < 0 or a[x] == only):
-                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, mode)
+                add_replicas(pa, st, a[x], b[x], c[x], cnt, run, True, domains)
