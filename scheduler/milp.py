@@ -6,6 +6,7 @@ import math
 import re
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -179,8 +180,11 @@ def _solver(opts: SolveOptions, start: list[float] | None, explain: bool = False
             kw["threads"] = opts.threads
         return _Highs(start=start, **kw)
     if opts.backend == "cbc":
-        return pulp.PULP_CBC_CMD(msg=False, gapRel=gap, timeLimit=opts.time_limit_s,
-                                 warmStart=start is not None, threads=opts.threads)
+        # the CBC binary bundled with PuLP 3 (PuLP 4 drops it: pyproject pins pulp<4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pulp.PULP_CBC_CMD(msg=False, gapRel=gap, timeLimit=opts.time_limit_s,
+                                     warmStart=start is not None, threads=opts.threads)
     raise ValueError(f"backend: unknown MILP backend '{opts.backend}' (known: {', '.join(BACKENDS)})")
 
 

@@ -169,6 +169,9 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
     if lp is None:
         lp = pulp.LpProblem("wattsched", pulp.LpMinimize if explain else pulp.LpMaximize)
     suffix = f"@{tag.rstrip('_')}" if tag else ""
+
+    def var(name: str, lowBound=None, upBound=None, cat=pulp.LpContinuous) -> pulp.LpVariable:
+        return lp.add_variable(name, lowBound, upBound, cat=cat)
     h = p.interval_h
     price_kw = h * p.site_price_usd_per_mwh / 1000.0        # USD per site-kW over the interval
     J, I = len(p.job_ids), len(p.svc_ids)
@@ -181,7 +184,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         name = f"{tag}c{len(rows)}"
         label = label + suffix
         if explain and slack_kind is not None:
-            s = pulp.LpVariable(f"{tag}slack{len(slacks)}", lowBound=0)
+            s = var(f"{tag}slack{len(slacks)}", lowBound=0)
             slacks[label] = s
             expr = expr - s if sense == "<=" else expr + s
         if sense == "<=":
@@ -202,7 +205,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 continue
             g = int(p.domain_model[d])
             for c in _levels(p, g, p.job_min_level[j, g]):
-                w[j, d, c] = pulp.LpVariable(f"{tag}w_{j}_{d}_{c}", cat=pulp.LpBinary)
+                w[j, d, c] = var(f"{tag}w_{j}_{d}_{c}", cat=pulp.LpBinary)
                 job_levels_by_domain[d].add(c)
                 if not explain:
                     obj[w[j, d, c]] += h * p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]
@@ -243,7 +246,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         for c in sorted(job_levels_by_domain.get(d, set())):
             ub = u.count if p.gpu_busy_kw[g, c] <= 0 else min(u.count, int(np.floor(room / p.gpu_busy_kw[g, c] + 1e-9)))
             ub = max(ub, 0) * n_racks
-            u.t[c] = pulp.LpVariable(f"{tag}t_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+            u.t[c] = var(f"{tag}t_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
             domain_level_t[d, c].append(u.t[c])
         for i, lv in svc_levels_by_rack.get(k0, {}).items():
             gpr = int(p.svc_gpus_per_replica[i])
@@ -251,7 +254,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 per = gpr * p.gpu_busy_kw[g, c]
                 ub = u.count // gpr if per <= 0 else min(u.count // gpr, int(np.floor(room / per + 1e-9)))
                 ub = max(ub, 0) * n_racks
-                u.r[i, c] = pulp.LpVariable(f"{tag}r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+                u.r[i, c] = var(f"{tag}r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
                 capacity_terms[i].append((u.r[i, c], p.svc_replica_rps[i, g] * p.gpu_perf[g, c]))
         busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]
         power = [(v, p.gpu_busy_kw[g, c]) for c, v in u.t.items()] + [
@@ -311,7 +314,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         for c in range(int(p.gpu_n_levels[p.domain_model[d]])):
             if (j, d, c) not in w or cost <= 0:
                 continue
-            keep[j, c] = pulp.LpVariable(f"{tag}keep_{j}_{c}", cat=pulp.LpBinary)
+            keep[j, c] = var(f"{tag}keep_{j}_{c}", cat=pulp.LpBinary)
             add_row(keep[j, c] - w[j, d, c], "<=", 0, f"keep[{p.job_ids[j]}@{c}]")
             if not explain:
                 obj[keep[j, c]] += cost
@@ -338,7 +341,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 if not explain:
                     constant -= cost * have
                 continue
-            dev = pulp.LpVariable(f"{tag}dev_{i}_{k}", lowBound=0)
+            dev = var(f"{tag}dev_{i}_{k}", lowBound=0)
             add_row(pulp.lpSum(reps) - dev, "<=", have, f"moves_up[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             add_row(-pulp.lpSum(reps) - dev, "<=", -have, f"moves_down[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             if not explain:
@@ -359,7 +362,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         if not explain:
             constant -= h * 3.6 * dem * p.svc_penalty_per_1k[i]
         if capacity_terms[i]:
-            served[i] = pulp.LpVariable(f"{tag}s_{i}", lowBound=0, upBound=dem)
+            served[i] = var(f"{tag}s_{i}", lowBound=0, upBound=dem)
             add_row(pulp.LpAffineExpression([(served[i], 1)] + [(v, -a) for v, a in capacity_terms[i]]),
                     "<=", 0, f"served[{p.svc_ids[i]}]")
             if not explain:
@@ -383,7 +386,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
             V, pkw, pth = pats
             mc = MinerClass(racks=racks, model=mm, patterns=V, pattern_kw=pkw, pattern_th=pth)
             for n in range(len(V)):
-                v = pulp.LpVariable(f"{tag}n_{len(miner_classes)}_{n}", lowBound=0, upBound=len(racks), cat=pulp.LpInteger)
+                v = var(f"{tag}n_{len(miner_classes)}_{n}", lowBound=0, upBound=len(racks), cat=pulp.LpInteger)
                 mc.n.append(v)
                 feed_terms[f_].append((v, pkw[n]))
                 loop_terms[l_].append((v, pkw[n]))
@@ -397,7 +400,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         for k in racks:
             mr = MinerRack(rack=k, model=mm)
             for q in range(nq):
-                v = pulp.LpVariable(f"{tag}m_{k}_{q}", lowBound=0, upBound=count, cat=pulp.LpInteger)
+                v = var(f"{tag}m_{k}_{q}", lowBound=0, upBound=count, cat=pulp.LpInteger)
                 mr.m.append(v)
                 feed_terms[f_].append((v, kw[q]))
                 loop_terms[l_].append((v, kw[q]))
