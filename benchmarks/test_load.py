@@ -100,8 +100,9 @@ def _start_daemon(tmp_path: Path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+        try:  # ready, and the Numba fast path compiled (until then the MILP stands in for it)
+            if (httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+                    and httpx.get(f"{url}/v1/status", timeout=1.0).json()["fast_planner_warm"]):
                 return proc, url, log
         except httpx.TransportError:
             pass

@@ -83,6 +83,7 @@ def test_plan_history_scenario_events_status(client):
     assert kinds == ["plan_adopted", "signal", "plan_adopted"]
     st = client.get("/v1/status").json()
     assert st["plan_seq"] == 2 and st["plan_up_to_date"] and st["verification_failures"] == 0
+    assert st["fast_planner_warm"] is True
     assert client.get("/v1/signals").json()["sites"] == {"wa": {"grid_limit_kw": 150.0}}
 
 

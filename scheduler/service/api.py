@@ -202,6 +202,7 @@ def create_app(loop: ServiceLoop, registry, api_metrics: ApiMetrics, token: Opti
                 "plan_up_to_date": bool(cur and cur.row.inputs_hash == inputs),
                 "plan_age_s": (loop.clock() - cur.row.adopted_at_s) if cur else None,
                 "resumed_from_plan": loop.resumed_from, "planners": planners or {},
+                "fast_planner_warm": bool(getattr(loop.fast, "warm", True)),
                 "verification_failures": loop.stats.verification_failures}
 
     @app.get("/healthz", tags=["status"], summary="Liveness")

@@ -164,6 +164,10 @@ class WarmingPlanner:
         self._started = False
         self._lock = threading.Lock()
 
+    @property
+    def warm(self) -> bool:
+        return self._warm.is_set()
+
     def _warm_up(self, problem: Problem) -> None:
         try:
             self.primary.plan(problem, None)
