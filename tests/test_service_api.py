@@ -151,6 +151,7 @@ def test_bearer_token_guards_writes_only(tmp_path):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
         r = client.post("/v1/signals", json={"ambient_c": 30}, headers=headers)
         assert r.status_code == 401 and r.json()["detail"] == "authorization: missing or wrong bearer token"
+        assert r.headers["WWW-Authenticate"] == "Bearer"
         assert client.delete("/v1/training/ft-a", headers=headers).status_code == 401
     assert loop.store.signals() == [] and loop.store.workloads() == []
     assert client.get("/v1/plan").status_code == 200 and client.get("/metrics").status_code == 200

@@ -98,7 +98,7 @@ def create_app(loop: ServiceLoop, registry, api_metrics: ApiMetrics, token: Opti
 
     @app.exception_handler(InputError)
     async def _input_error(_: Request, err: InputError):
-        return _error(err.status, err.problems)
+        return _error(err.status, err.problems, {"WWW-Authenticate": "Bearer"} if err.status == 401 else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, err: StarletteHTTPException):
