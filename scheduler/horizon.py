@@ -86,8 +86,10 @@ class _HorizonModel:
         self.aux_rows: dict[str, list[str]] = defaultdict(list)   # move variable -> its rows
         P = h.n_periods
         for p in range(P):
-            prob = with_running(h.problems[p], None)
-            m = build(prob, lp=self.lp, tag=f"p{p}_", moves=False)
+            # period 0 is costed against where things run now by build() itself (exact keep
+            # rows); later periods against the period before, by the rows of _moves
+            prob = h.problems[0] if p == 0 else with_running(h.problems[p], None)
+            m = build(prob, lp=self.lp, tag=f"p{p}_", moves=p == 0)
             if m.unplaceable_required:
                 raise ValueError(f"required job {prob.job_ids[m.unplaceable_required[0]]} cannot be placed")
             if miner_hull:
@@ -100,6 +102,11 @@ class _HorizonModel:
                 self.obj[v] += a
             self.constant += m.constant_usd
             self.models.append(m)
+            if p == 0:
+                for name, label in m.rows.items():
+                    if label.startswith("moves_"):
+                        dev = next(v for v, a in self.lp.constraints[name].items() if "dev_" in v.name)
+                        self.aux_rows[dev.name].append(name)
         self._work()
         self._moves()
         self._ramp()
@@ -121,6 +128,25 @@ class _HorizonModel:
         v = pulp.LpVariable(name, lowBound=lb, upBound=ub, cat=cat)
         self.extra_vars[name] = v
         return v
+
+    @staticmethod
+    def _full_rack_levels(p: Problem, d: int) -> set[int]:
+        """Cap levels at which every rack of domain d can hold all its GPUs busy: a job can
+        change between them without changing its GPUs per rack."""
+        g = int(p.domain_model[d])
+        racks = p.domain_rack_list(d)
+        return {c for c in range(int(p.gpu_n_levels[g]))
+                if np.all(p.rack_base_kw[racks] + p.rack_count[racks] * p.gpu_busy_kw[g, c]
+                          <= p.rack_limit_kw[racks] + 1e-9)}
+
+    def _group_key(self, p: Problem, d: int, c: int):
+        return ("keep", d) if c in self._full_rack_levels(p, d) else ("level", d, c)
+
+    def _level_groups(self, m: Model, j: int) -> set:
+        return {self._group_key(m.problem, d, c) for (jj, d, c) in m.w if jj == j}
+
+    def _group_vars(self, m: Model, j: int, key) -> list:
+        return [v for (jj, d, c), v in m.w.items() if jj == j and self._group_key(m.problem, d, c) == key]
 
     def _x(self, m: Model, j: int, d: Optional[int] = None) -> list:
         return [v for (jj, dd, _), v in m.w.items() if jj == j and (d is None or dd == d)]
@@ -193,43 +219,41 @@ class _HorizonModel:
                 continue
             run_d = int(base.job_run_domain[j])
             for p, m in enumerate(self.models):
-                doms = {d for (jj, d, _) in m.w if jj == j}
-                prev_doms = {run_d} if p == 0 and run_d >= 0 else (
-                    {d for (jj, d, _) in self.models[p - 1].w if jj == j} if p else set())
-                for d in prev_doms:
-                    mv = self.var(f"mv_{j}_{p}_{d}")
+                if p == 0:
+                    continue        # build() costs period 0 against the running placement
+                else:
+                    groups = {key: None for key in self._level_groups(self.models[p - 1], j)}
+                for key in groups:
+                    mv = self.var(f"mv_{j}_{p}_{len(self.aux_rows)}")
                     self.obj[mv] -= cost
-                    before = 1.0 if p == 0 else None
-                    terms = [(v, -1) for v in self._x(m, j, d)] + [(mv, -1)]
-                    if p and (j, p - 1) in getattr(self, "done", {}):
+                    now = self._group_vars(m, j, key)
+                    terms = [(v, -1) for v in now] + [(mv, -1)]
+                    if p and (j, p - 1) in self.done:
                         terms.append((self.done[j, p - 1], -1))
-                    if before is not None:
-                        self.row(pulp.LpAffineExpression(terms), "<=", -1.0, f"move[{j}@{p}/{d}]", aux=mv)
+                    if p == 0:
+                        self.row(pulp.LpAffineExpression(terms), "<=", -1.0, f"move[{j}@{p}]", aux=mv)
                     else:
-                        terms += [(v, 1) for v in self._x(self.models[p - 1], j, d)]
-                        self.row(pulp.LpAffineExpression(terms), "<=", 0.0, f"move[{j}@{p}/{d}]", aux=mv)
-                del doms
+                        terms += [(v, 1) for v in self._group_vars(self.models[p - 1], j, key)]
+                        self.row(pulp.LpAffineExpression(terms), "<=", 0.0, f"move[{j}@{p}]", aux=mv)
         for i in range(I):
             cost = float(base.svc_move_cost_usd[i])
             if cost <= 0:
                 continue
-            running = base.svc_running(i)
             for p, m in enumerate(self.models):
+                if p == 0:
+                    continue
+                before = self.models[p - 1].units
                 for u_idx, u in enumerate(m.units):
+                    racks = set(u.racks)
                     now = [v for (ii, _), v in u.r.items() if ii == i]
-                    if p == 0:
-                        have = float(sum(running.get(k, 0) for k in u.racks))
-                        prev = []
-                    else:
-                        have = 0.0
-                        prev = [v for (ii, _), v in self.models[p - 1].units[u_idx].r.items() if ii == i]
-                    if not now and not prev and have == 0:
+                    prev = [v for pu in before if set(pu.racks) <= racks for (ii, _), v in pu.r.items() if ii == i]
+                    if not now and not prev:
                         continue
                     dev = self.var(f"sdev_{i}_{p}_{u_idx}")
                     self.obj[dev] -= cost
                     e = pulp.LpAffineExpression([(v, 1) for v in now] + [(v, -1) for v in prev])
-                    self.row(e - dev, "<=", have, f"svc_up[{i}@{p}/{u_idx}]", aux=dev)
-                    self.row(-e - dev, "<=", -have, f"svc_down[{i}@{p}/{u_idx}]", aux=dev)
+                    self.row(e - dev, "<=", 0.0, f"svc_up[{i}@{p}/{u_idx}]", aux=dev)
+                    self.row(-e - dev, "<=", 0.0, f"svc_down[{i}@{p}/{u_idx}]", aux=dev)
 
     def _ramp(self):
         h = self.h
@@ -347,20 +371,71 @@ def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assign
     return out
 
 
-def _sticky(h: Horizon, assignments: list[Assignment]) -> list[Assignment]:
+def _repack_inference(prob: Problem, m: Model, a: Assignment, prev: list[dict[int, int]]) -> Assignment:
+    """In each class of identical racks, re-pack the replicas so each service keeps the racks it
+    had (the MILP costs replica moves per class; power cannot bind in a class, GPUs can)."""
+    out = Assignment(a.job_level, a.job_place, [dict(x) for x in a.svc_place], a.miners)
+    busy = defaultdict(int)
+    for j in range(len(a.job_level)):
+        if a.job_level[j] >= 0:
+            for k, n in a.job_place[j].items():
+                busy[k] += n
+    for u in m.units:
+        if len(u.racks) < 2:
+            continue
+        racks = set(u.racks)
+        todo: dict[int, list[tuple[int, int]]] = defaultdict(list)     # service -> [(level, replicas)]
+        for i, place in enumerate(out.svc_place):
+            for (k, c), r in list(place.items()):
+                if k in racks:
+                    todo[i].append((c, r))
+                    del place[k, c]
+        free = {k: u.count - busy[k] for k in u.racks}
+        placed: dict[tuple[int, int, int], int] = defaultdict(int)
+        ok = True
+        levels = {i: [c for c, r in sorted(todo[i]) for _ in range(r)] for i in todo}
+        order = sorted(todo, key=lambda i: -int(prob.svc_gpus_per_replica[i]))
+        for first in (True, False):         # first where each service ran, then anywhere
+            for i in order:
+                gpr = int(prob.svc_gpus_per_replica[i])
+                for k in u.racks:
+                    want = prev[i].get(k, 0) if first else len(levels[i])
+                    n = min(want, len(levels[i]), free[k] // gpr)
+                    for _ in range(n):
+                        placed[i, k, levels[i].pop()] += 1
+                    free[k] -= n * gpr
+        ok = not any(levels.values())
+        if not ok:
+            return a
+        for (i, k, c), r in placed.items():
+            out.svc_place[i][k, c] = out.svc_place[i].get((k, c), 0) + r
+    return out
+
+
+def _sticky(h: Horizon, assignments: list[Assignment], models: Optional[list[Model]] = None) -> list[Assignment]:
     """Period by period, re-split training so jobs that stay in their domain keep their racks
     (the MILP costs a move only when a job leaves a domain); a period whose re-split would
     break a feed or loop limit keeps the MILP's split."""
     from .assignment import evaluate, violations
 
-    prev = [dict(h.problems[0].job_running(j)) for j in range(len(h.problems[0].job_ids))]
+    p0 = h.problems[0]
+    prev = [dict(p0.job_running(j)) for j in range(len(p0.job_ids))]
+    prev_svc = [dict(p0.svc_running(i)) for i in range(len(p0.svc_ids))]
     out = []
     for p, a in enumerate(assignments):
         prob = h.problems[p]
+        if models is not None:
+            a = _repack_inference(prob, models[p], a, prev_svc)
         b = _resplit(prob, a, prev)
         if violations(prob, evaluate(prob, b)):
             b = a
         prev = [dict(b.job_place[j]) if b.job_level[j] >= 0 else {} for j in range(len(b.job_level))]
+        prev_svc = []
+        for place in b.svc_place:
+            per_rack: dict[int, int] = defaultdict(int)
+            for (k, _), r in place.items():
+                per_rack[k] += r
+            prev_svc.append(dict(per_rack))
         out.append(b)
     return out
 
@@ -392,7 +467,7 @@ def solve_horizon_milp(h: Horizon, opts: Optional[SolveOptions] = None,
     cands = []
     if has:
         try:
-            asg = _sticky(h, [extract(m) for m in hm.models])
+            asg = _sticky(h, [extract(m) for m in hm.models], hm.models)
             total, pf, _ = evaluate_horizon(h, asg)
             if not period_violations(h, pf):
                 cands.append((total, asg, "milp"))

@@ -1,0 +1,72 @@
+"""Horizon planning on the 18 MW example over 48 h in 15-minute periods (192 periods, real ERCOT
+prices and weather, GenAI-shaped demand; `examples/wa-48h.yaml`): the rolling-horizon fast path
+and the multi-period MILP (warm-started from it, 120 s limit, 0.5 % gap target). Each plan is
+verified with `verify_plan` before its time is reported; the figures (profit, gap, baselines)
+are printed with `-s`.
+
+Run: `.venv/bin/python -m pytest benchmarks/test_horizon_bench.py --benchmark-only -s`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scheduler.horizon import plan_horizon
+from scheduler.horizon_baselines import baselines
+from scheduler.horizon_core import compile_horizon, horizon_plan
+from scheduler.horizon_io import with_series
+from scheduler.model import load_scenario
+from scheduler.solve import SolveOptions
+from scheduler.verify import verify_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "data"
+
+
+def scenario(name: str = "wa-48h"):
+    return with_series(load_scenario(ROOT / "examples" / f"{name}.yaml"), prices=DATA / "wa-48h-prices.csv",
+                       demand=DATA / "wa-48h-demand.csv", weather=DATA / "wa-48h-weather.csv",
+                       periods=192, period_h=0.25)
+
+
+@pytest.fixture(scope="module")
+def horizon():
+    sc = scenario()
+    h = compile_horizon(sc)
+    plan_horizon(h, "rolling")          # JIT warm-up (kernels load from the Numba cache)
+    return sc, h
+
+
+@pytest.mark.parametrize("name", ["wa-48h", "wa-48h-ramp"])
+def test_rolling_192_periods(benchmark, name):
+    sc = scenario(name)
+    h = compile_horizon(sc)
+    plan_horizon(h, "rolling")
+    res = benchmark.pedantic(lambda: plan_horizon(h, "rolling"), rounds=1, iterations=1)
+    plan = horizon_plan(h, res)
+    assert verify_plan(sc, plan) == []
+    print(f"\n{name} rolling: {res.seconds:.2f} s, profit ${plan['objective_usd']:,.2f}")
+
+
+def test_milp_192_periods(benchmark, horizon):
+    sc, h = horizon
+    opts = SolveOptions(time_limit_s=120, gap=0.005)
+    res = benchmark.pedantic(lambda: plan_horizon(h, "milp", opts), rounds=1, iterations=1)
+    plan = horizon_plan(h, res)
+    assert verify_plan(sc, plan) == []
+    gap = res.gap
+    print(f"\nmilp: {res.seconds:.1f} s, status {res.status}, gap "
+          f"{'n/a' if gap is None else f'{gap * 100:.2f}%'}, profit ${plan['objective_usd']:,.2f} "
+          f"(from {res.extra.get('source')}), rolling ${res.extra.get('rolling_objective_usd') or 0:,.2f}")
+
+
+def test_baselines_on_real_prices(benchmark, horizon):
+    sc, h = horizon
+    res = plan_horizon(h, "rolling")
+    ours = horizon_plan(h, res)["objective_usd"]
+    base = benchmark.pedantic(lambda: baselines(h), rounds=1, iterations=1)
+    for b in base:
+        print(f"\n{b.name}: ${b.objective_usd:,.2f}; wattsched ${ours:,.2f} "
+              f"({(ours - b.objective_usd) / abs(b.objective_usd) * 100:+.2f}%)")
+        assert ours > b.objective_usd
