@@ -143,10 +143,19 @@ def build_increments(pa):
                 n += 1
             if m > 0:
                 # replicas on training-domain racks: the GPUs' training value is an opportunity cost
-                opp = 0.0
+                opp = 0.0      # none when every job that may use model g fits its domains anyway
+                want = 0
                 for j in range(J):
-                    if pa.job_val[j, g] > opp:
-                        opp = pa.job_val[j, g]
+                    if pa.job_val[j, g] >= 0:
+                        want += pa.job_gpus[j]
+                        if pa.job_val[j, g] > opp:
+                            opp = pa.job_val[j, g]
+                have = 0
+                for d in range(len(pa.dom_gpus)):
+                    if pa.dom_model[d] == g:
+                        have += pa.dom_gpus[d]
+                if want <= have:
+                    opp = 0.0
                 c = ht[0]
                 kind[n], a[n], b[n], c_[n] = SVC_ADD_DOM, i, g, c
                 slope[n] = max((net[c] - pa.svc_gpr[i] * opp) / kw[c], 1e-9)
