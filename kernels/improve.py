@@ -113,14 +113,20 @@ def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run, site):
 
 
 @njit(cache=True)
-def _try_insert(pa, st, j, d, ev, start_lvl, job_order, was_dom, inc, nbuf, cand, cnt, run):
-    """Evict (ev: -1 nothing, -2 every job in d, else that job), force job j into d at its start
-    level, force evicted jobs back into d where GPUs remain (most valuable first) and evicted
-    replicas elsewhere, then shed and fill. False when the move cannot be made feasible.
-    was_dom[e] is each job's domain before the move."""
+def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, nbuf, cand, cnt, run):
+    """Evict (ev: -1 nothing, -2 every job in d, else that job; with `relocate` also every
+    replica on the site's training-domain racks), force job j into d at its start level, force
+    evicted jobs back into d where GPUs remain (most valuable first) and evicted replicas
+    elsewhere (outside domains first), then shed and fill. False when the move cannot be made
+    feasible. was_dom[e] is each job's domain before the move."""
     J = len(st.job_dom)
     g = pa.dom_model[d]
     lvl = start_lvl[j, g]
+    if relocate:
+        for x in range(st.ng[0]):
+            k = st.g_rack[x]
+            if st.g_n[x] > 0 and pa.rack_domain[k] >= 0 and pa.rack_site[k] == pa.dom_site[d]:
+                group_change(pa, st, x, -st.g_n[x])
     if ev >= 0:
         job_unplace(pa, st, ev)
     elif ev == -2:
@@ -186,6 +192,11 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                 break
             copy_into(tmp, st)
             _jobs_by_domain(tmp, dptr, dlst)
+            relocs = False          # any replica on a training-domain rack?
+            for x in range(st.ng[0]):
+                if st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] >= 0:
+                    relocs = True
+                    break
             bval = base + 1e-7 * max(1.0, abs(base))
             found = False
             for d in range(D):
@@ -194,14 +205,21 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                         or pa.dom_gpus[d] < pa.job_gpus[j] or start_lvl[j, g] < 0):
                     continue
                 nd = dptr[d + 1] - dptr[d]
-                for x in range(-2, nd):   # evict nothing, everything, or one job of the domain
+                for xr in range(-4, 2 * nd):
+                    # evict nothing, everything, or one job of the domain; each without and with
+                    # moving the site's replicas out of training domains
                     if tried >= max_moves:
                         break
+                    x = xr // 2 if xr >= 0 else (xr + 4) // 2 - 2
+                    relocate = ((xr + 4) % 2) == 1
                     if x == -2 and nd == 0:
+                        continue
+                    if relocate and not relocs:
                         continue
                     ev = dlst[dptr[d] + x] if x >= 0 else x
                     tried += 1
-                    if _try_insert(pa, st, j, d, ev, start_lvl, job_order, tmp.job_dom, inc, nbuf, cand, cnt, run):
+                    if _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, tmp.job_dom, inc, nbuf,
+                                   cand, cnt, run):
                         v = objective_usd(pa, st)
                         if v > bval:
                             bval = v
