@@ -13,9 +13,10 @@ Each period is `scheduler.milp_model.build` of that period's problem in one shar
 - ramp: `|site_kw_p - site_kw_{p-1}| <= max_ramp_kw_per_h * hours_p`.
 Restrictions (the plan is still recomputed exactly and verified): a job staying in its domain
 at the same cap level keeps its per-rack GPUs (placements are re-split to match); lateness is
-charged to the end of the completing period; miner racks run only patterns on the upper
-concave hull of (kW, TH/s) (a class mixes racks between those patterns). The rolling-horizon
-plan is the MIP start, and the better verified plan is returned.
+charged to the end of the completing period; on large horizons miner racks run only patterns
+on the upper concave hull of (kW, TH/s) (a class mixes racks between those patterns). The
+reported gap is against the dual bound of this model. The rolling-horizon plan is the MIP
+start, and the better of the two verified plans is returned.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from .problem import Problem
 from .solve import SolveOptions, relative_gap
 
 _EMPTY = pulp.LpProblem("empty")
+HULL_ABOVE_PATTERNS = 20000    # miner pattern columns over the horizon above which only hull patterns run
 
 
 def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
@@ -75,7 +77,7 @@ def _site_kw_expr(m: Model, s: int) -> tuple[pulp.LpAffineExpression, float]:
 
 
 class _HorizonModel:
-    def __init__(self, h: Horizon, miner_hull: bool = True):
+    def __init__(self, h: Horizon, miner_hull: Optional[bool] = None):
         self.h = h
         self.lp = pulp.LpProblem("wattsched_horizon", pulp.LpMaximize)
         self.obj: dict = defaultdict(float)
@@ -92,6 +94,8 @@ class _HorizonModel:
             m = build(prob, lp=self.lp, tag=f"p{p}_", moves=p == 0)
             if m.unplaceable_required:
                 raise ValueError(f"required job {prob.job_ids[m.unplaceable_required[0]]} cannot be placed")
+            if miner_hull is None:   # restrict only when the patterns would swamp the model
+                miner_hull = P * sum(len(mc.n) for mc in m.miner_classes) > HULL_ABOVE_PATTERNS
             if miner_hull:
                 for mc in m.miner_classes:
                     keep = _hull(mc.pattern_kw, mc.pattern_th)

@@ -27,8 +27,9 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--periods", type=int, metavar="N", help="number of periods (default: the scenario's or the CSV's)")
     g.add_argument("--period-h", type=float, metavar="H", help="period length in hours (default 1, or the scenario's)")
     g.add_argument("--horizon-solver", default="milp", choices=["milp", "rolling"],
-                   help="milp: exact multi-period MILP warm-started from the rolling plan (default); "
-                        "rolling: rolling-horizon fast path")
+                   help="milp: multi-period MILP warm-started from the rolling plan, the better "
+                        "verified plan wins (default); rolling: rolling-horizon fast path "
+                        "(also chosen by --solver heuristic)")
     g.add_argument("--csv", metavar="OUT.csv", help="write per-period site power by component, price, limit, profit")
     g.add_argument("--chart", metavar="OUT.png", help="write a chart of stacked site power, grid limit and price")
     g.add_argument("--baselines", action="store_true",
@@ -80,7 +81,10 @@ def run_plan(args, sc: Scenario) -> int:
     h = compile_horizon(sc)
     opts = SolveOptions(time_limit_s=DEFAULT_TIME_LIMIT_S if time_limit is None else time_limit,
                         gap=DEFAULT_GAP if gap is None else gap)
-    result = plan_horizon(h, getattr(args, "horizon_solver", "milp") or "milp", opts)
+    method = getattr(args, "horizon_solver", None) or "milp"
+    if getattr(args, "solver", None) == "heuristic":
+        method = "rolling"      # the fast path asked for by its single-interval name
+    result = plan_horizon(h, method, opts)
     plan = horizon_plan(h, result)
     out = args.output or f"plan-{h.scenario.name or 'scenario'}.json"
     if getattr(args, "save_scenario", None):
@@ -107,7 +111,7 @@ def run_plan(args, sc: Scenario) -> int:
         from .horizon_baselines import baselines
         base = baselines(h)
     if not getattr(args, "quiet", False):
-        for line in summary_lines(h, rows, plan["objective_usd"], plan["solver"], base):
+        for line in summary_lines(h, rows, plan["objective_usd"], plan["solver"], base, plan["training"]):
             print(line)
         for what, path in (("plan", out), ("csv", getattr(args, "csv", None)), ("chart", getattr(args, "chart", None))):
             if path and path != "-":

@@ -123,7 +123,7 @@ def _spans(flags: list[bool], starts: list[float], ends: list[float]) -> list[tu
 
 
 def summary_lines(h: Horizon, rows: list[PeriodRow], objective_usd: float, solver: dict,
-                  baselines: Optional[list] = None) -> list[str]:
+                  baselines: Optional[list] = None, training: Optional[list[dict]] = None) -> list[str]:
     """Readable lines: profit, gap, energy per day, miner shedding and training spans."""
     gap = solver.get("gap")
     gap_txt = f", gap {gap * 100:.2f}%" if isinstance(gap, (int, float)) else ""
@@ -148,9 +148,21 @@ def summary_lines(h: Horizon, rows: list[PeriodRow], objective_usd: float, solve
                 out.append(f"  {sid}: miners shed below half their peak during {txt}")
             else:
                 out.append(f"  {sid}: miners never shed below half their peak")
-    for j, jid in enumerate(h.problems[0].job_ids):
-        if not np.isnan(h.remaining_gpu_h[j]):
-            pass
+    busy = [r.training_gpus_busy for r in rows if r.site == rows[0].site] if rows else []
+    if busy and max(busy) > 0:
+        starts = [r.start_h for r in rows if r.site == rows[0].site]
+        ends = [r.start_h + r.hours for r in rows if r.site == rows[0].site]
+        low = _spans([b < 0.5 * max(busy) for b in busy], starts, ends)
+        if low:
+            txt = ", ".join(f"{a:g}-{b:g} h" for a, b in low[:8]) + (" ..." if len(low) > 8 else "")
+            out.append(f"  training runs below half its peak GPUs during {txt}")
+    for e in training or []:
+        j = h.problems[0].job_ids.index(e["id"])
+        if np.isnan(h.remaining_gpu_h[j]):
+            continue
+        done = "not finished" if e["completed_h"] is None else f"done at {e['completed_h']:.2f} h"
+        late = f", {e['late_h']:.2f} h late" if e["late_h"] > 0 else ""
+        out.append(f"  job {e['id']}: {e['work_done_gpu_h']:,.0f} of {h.remaining_gpu_h[j]:,.0f} GPU-h, {done}{late}")
     if baselines:
         for b in baselines:
             diff = (objective_usd - b.objective_usd) / max(1.0, abs(b.objective_usd)) * 100.0

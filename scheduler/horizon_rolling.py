@@ -6,7 +6,7 @@ period's ceiling so later drops, such as demand-response windows, stay reachable
 up to the floor the ramp sets after a drop)."""
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from typing import Optional
 
@@ -94,8 +94,9 @@ def job_values(h: Horizon, p: int, work: WorkState, running: frozenset[int] = fr
 
 
 def raise_to_floor(p: Problem, a: Assignment, floor_kw: np.ndarray) -> Assignment:
-    """Add miners (cheapest kW first never; most TH/s per kW first) until each site draws at
-    least `floor_kw` or no miner can be added within rack, feed, loop and site limits."""
+    """Add miners (each rack's most efficient mode) until each site draws at least `floor_kw`
+    or no miner can be added within rack, feed, loop and site limits (the ramp's floor after a
+    drop: miners are the buffer that absorbs power steps)."""
     f = evaluate(p, a)
     short = floor_kw - f.site_kw
     if not (short > 1e-9).any():
@@ -171,8 +172,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None) -> HorizonRes
 
 
 def _replace(p: Problem, **changes) -> Problem:
-    import dataclasses
     return dataclasses.replace(p, **changes)
 
 
-__all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor", "math"]
+__all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor"]
