@@ -139,11 +139,21 @@ def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, 
     recompute(pa, st)
     if not force_place(pa, st, j, d, lvl, nbuf):
         return False
-    for x in range(len(job_order)):
+    for x in range(len(job_order)):   # evicted jobs: back into d, else the best-fitting domain
         e = job_order[x]
-        if e != j and was_dom[e] == d and st.job_dom[e] < 0 and start_lvl[e, g] >= 0 \
-                and st.dom_free[d] >= pa.job_gpus[e]:
+        if e == j or was_dom[e] != d or st.job_dom[e] >= 0:
+            continue
+        if start_lvl[e, g] >= 0 and st.dom_free[d] >= pa.job_gpus[e]:
             force_place(pa, st, e, d, start_lvl[e, g], nbuf)
+            continue
+        bd = -1
+        for d2 in range(len(pa.dom_gpus)):
+            g2 = pa.dom_model[d2]
+            if (d2 != d and pa.job_val[e, g2] >= 0 and start_lvl[e, g2] >= 0 and pa.job_site_ok[e, pa.dom_site[d2]]
+                    and st.dom_free[d2] >= pa.job_gpus[e] and (bd < 0 or st.dom_free[d2] < st.dom_free[bd])):
+                bd = d2
+        if bd >= 0:
+            force_place(pa, st, e, bd, start_lvl[e, pa.dom_model[bd]], nbuf)
     force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, pa.dom_site[d], -1)
     if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run, pa.dom_site[d]):
         return False
