@@ -1,6 +1,7 @@
 """Horizon planning on the 18 MW example over 48 h in 15-minute periods (192 periods, real ERCOT
 prices and weather, GenAI-shaped demand; `examples/wa-48h.yaml`): the rolling-horizon fast path
-and the multi-period MILP (warm-started from it, 120 s limit, 0.5 % gap target). Each plan is
+and the `milp` method with a 120 s limit (at this size: the rolling horizon with every period
+polished by the single-interval MILP; the monolithic model's LP relaxation alone takes longer). Each plan is
 verified with `verify_plan` before its time is reported; the figures (profit, gap, baselines)
 are printed with `-s`.
 

@@ -39,7 +39,10 @@ from .problem import Problem
 from .solve import SolveOptions, relative_gap
 
 _EMPTY = pulp.LpProblem("empty")
-HULL_ABOVE_PATTERNS = 20000    # miner pattern columns over the horizon above which only hull patterns run
+HULL_ABOVE_PATTERNS = 20000
+MAX_HORIZON_COLUMNS = 80000    # above: rolling horizon with per-period MILP polish (a 2-core machine
+                               # needs ~130 s for the LP relaxation of 192 periods of the 18 MW site)
+DEFAULT_POLISH_S = 100.0    # miner pattern columns over the horizon above which only hull patterns run
 
 
 def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
@@ -499,14 +502,32 @@ def solve_horizon_milp(h: Horizon, opts: Optional[SolveOptions] = None,
                          bound_usd=bound, gap=relative_gap(total, bound), extra=extra)
 
 
+def horizon_columns(h: Horizon) -> int:
+    """Columns the horizon MILP would have (period 0's model times the periods)."""
+    m = build(with_running(h.problems[0], None), lp=pulp.LpProblem("size", pulp.LpMaximize), tag="s_", moves=False)
+    return len(m.lp.variables()) * h.n_periods
+
+
 def plan_horizon(h: Horizon, method: str = "milp", opts: Optional[SolveOptions] = None) -> HorizonResult:
-    """`milp` (exact, warm-started from the rolling plan) or `rolling` (the fast path)."""
+    """`milp`: the multi-period MILP warm-started from the rolling plan; a horizon whose model
+    would exceed MAX_HORIZON_COLUMNS is planned instead by the rolling horizon with each period
+    polished by the single-interval MILP within the time limit (method `milp-rolling`, no
+    horizon bound). `rolling`: the kernels' fast path."""
     from .horizon_rolling import solve_rolling
 
+    opts = opts or SolveOptions()
     if method == "rolling":
         return solve_rolling(h, opts)
     if method == "milp":
-        return solve_horizon_milp(h, opts)
+        cols = horizon_columns(h)
+        if cols <= MAX_HORIZON_COLUMNS:
+            return solve_horizon_milp(h, opts)
+        budget_s = 0.9 * opts.time_limit_s if opts.time_limit_s else DEFAULT_POLISH_S
+        res = solve_rolling(h, opts, polish_s=budget_s)
+        res.method = "milp-rolling"
+        res.extra["why"] = (f"the horizon MILP would have {cols} columns (more than {MAX_HORIZON_COLUMNS}); "
+                            "each period polished by the single-interval MILP instead")
+        return res
     raise ValueError(f"--horizon-solver: unknown method '{method}' (known: milp, rolling)")
 
 

@@ -128,8 +128,10 @@ def raise_to_floor(p: Problem, a: Assignment, floor_kw: np.ndarray) -> Assignmen
     return a
 
 
-def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None) -> HorizonResult:
-    """Plan the periods in order with the kernels (status `feasible`)."""
+def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: float = 0.0) -> HorizonResult:
+    """Plan the periods in order with the kernels (status `feasible`). With `polish_s`, each
+    period's kernel plan is also handed to the single-interval MILP as a MIP start, with an
+    equal share of `polish_s` as its time limit, and the better plan of the period is kept."""
     from .heuristic import solve_heuristic
 
     opts = opts or SolveOptions()
@@ -159,6 +161,9 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None) -> HorizonRes
         if res.assignment is None:
             return HorizonResult(None, "rolling", "infeasible", time.perf_counter() - t0,
                                  infeasible=[f"{r}@p{p}" for r in res.infeasible])
+        left_s = polish_s - (time.perf_counter() - t0)
+        if left_s > 0.05:
+            res = _polish(prob, res.assignment, left_s / (h.n_periods - p))
         a = drop_finished(res.assignment, work)
         if prev_site is not None and not np.isnan(ramp).all():
             floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
@@ -169,6 +174,22 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None) -> HorizonRes
         out.append(a)
         prev, prev_site = a, evaluate(base, a).site_kw
     return HorizonResult(out, "rolling", "feasible", time.perf_counter() - t0, backend="kernels")
+
+
+def _polish(p: Problem, a: Assignment, limit_s: float):
+    """The better of `a` and the single-interval MILP started from it within `limit_s`."""
+    from .milp import solve_milp
+    from .solve import SolveResult
+
+    kept = SolveResult(a, "heuristic", "feasible", 0.0)
+    try:
+        m = solve_milp(p, SolveOptions(time_limit_s=max(0.05, limit_s), gap=1e-4, warm_start=a,
+                                       explain_infeasible=False))
+    except TimeoutError:
+        return kept
+    if m.assignment is not None and evaluate(p, m.assignment).objective_usd > evaluate(p, a).objective_usd + 1e-9:
+        return m
+    return kept
 
 
 def _replace(p: Problem, **changes) -> Problem:
