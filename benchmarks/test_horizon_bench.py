@@ -71,3 +71,20 @@ def test_baselines_on_real_prices(benchmark, horizon):
         print(f"\n{b.name}: ${b.objective_usd:,.2f}; wattsched ${ours:,.2f} "
               f"({(ours - b.objective_usd) / abs(b.objective_usd) * 100:+.2f}%)")
         assert ours > b.objective_usd
+
+
+def test_rolling_demand_response_window(benchmark):
+    sc = with_series(load_scenario(ROOT / "examples" / "wa-48h-ramp.yaml"), prices=DATA / "wa-48h-prices.csv",
+                     demand=DATA / "wa-48h-demand.csv", weather=DATA / "wa-48h-weather.csv",
+                     limits=DATA / "wa-48h-dr-limits.csv", periods=192, period_h=0.25)
+    h = compile_horizon(sc)
+    plan_horizon(h, "rolling")
+    res = benchmark.pedantic(lambda: plan_horizon(h, "rolling"), rounds=1, iterations=1)
+    plan = horizon_plan(h, res)
+    assert verify_plan(sc, plan) == []
+    kw = [b["sites"][0]["site_kw"] for b in plan["periods"]]
+    limit = [b["sites"][0]["grid_limit_kw"] for b in plan["periods"]]
+    assert all(k <= lim + 1e-6 for k, lim in zip(kw, limit))
+    assert all(abs(b - a) <= 8000 * 0.25 + 1e-6 for a, b in zip(kw, kw[1:]))
+    print(f"\nDR window + ramp rolling: {res.seconds:.2f} s, max {max(kw[160:172]):,.0f} kW in the 12,000 kW "
+          f"window, largest step {max(abs(b - a) for a, b in zip(kw, kw[1:])):,.0f} kW (limit 2,000)")

@@ -203,8 +203,6 @@ class _HorizonModel:
                     xs = self._x(m, j)
                     if xs:
                         self.row(pulp.lpSum(xs) + self.done[j, p - 1], "<=", 1, f"no_work_left[{j}@{p}]")
-                elif R <= 1e-6:
-                    pass
                 # lateness: every hour after the deadline until done
                 dl = h.deadline_h[j]
                 if not np.isnan(dl) and h.late_usd_per_h[j] > 0:
@@ -319,7 +317,6 @@ def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assign
     domain before keeps its racks where GPU counts and rack power allow; a domain that cannot be
     re-split keeps the MILP's split."""
     out = Assignment(a.job_level.copy(), [dict(x) for x in a.job_place], a.svc_place, a.miners)
-    K = prob.n_racks
     free = prob.rack_count.astype(np.int64).copy()
     room = prob.rack_limit_kw - prob.rack_base_kw
     for i, place in enumerate(a.svc_place):
@@ -374,7 +371,6 @@ def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assign
             for j, place in placed.items():
                 out.job_place[j] = place
             free, room = f, r
-    del K
     return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .assignment import Assignment, evaluate, violations
-from .horizon_core import Horizon, WorkState, _only_jobs, drop_finished, evaluate_horizon, job_work_gpu_h, \
+from .horizon_core import Horizon, WorkState, only_jobs, drop_finished, evaluate_horizon, job_work_gpu_h, \
     period_violations, with_running
 from .problem import MINER, Problem
 from .solve import SolveOptions
@@ -92,7 +92,7 @@ def miner_switch(h: Horizon) -> Baseline:
         changes = dict(job_value_per_gpu_h=values, job_required=required)
         if not on:
             changes.update(miner_usd_per_th_h=0.0, hashprice_usd_per_ph_day=0.0)
-        running = None if prev is None else _only_jobs(prev, [j for j in range(len(values)) if not work.finished(j)])
+        running = None if prev is None else only_jobs(prev, [j for j in range(len(values)) if not work.finished(j)])
         prob = with_running(base, running, **changes) if prev is not None else dataclasses.replace(base, **changes)
         res = solve_heuristic(prob, SolveOptions(warm_start=prev))
         a = res.assignment if res.assignment is not None else Assignment.empty(base)

@@ -206,7 +206,7 @@ def evaluate_horizon(h: Horizon, assignments: list[Assignment]) -> tuple[float, 
             # a job that completed and is no longer scheduled costs nothing
             keep = [j for j in range(len(prob.job_ids)) if not (work.finished(j) and a.job_level[j] < 0)]
             if len(keep) < len(prob.job_ids):
-                prob = with_running(base, _only_jobs(prev, keep))
+                prob = with_running(base, only_jobs(prev, keep))
         f = evaluate(prob, a)
         obj = f.objective_usd
         for j in range(len(prob.job_ids)):
@@ -220,7 +220,8 @@ def evaluate_horizon(h: Horizon, assignments: list[Assignment]) -> tuple[float, 
     return float(total), out, work
 
 
-def _only_jobs(a: Assignment, keep: list[int]) -> Assignment:
+def only_jobs(a: Assignment, keep: list[int]) -> Assignment:
+    """`a` with only the training jobs in `keep` scheduled (e.g. running minus finished jobs)."""
     out = Assignment(np.full_like(a.job_level, -1), [{} for _ in a.job_place], a.svc_place, a.miners)
     for j in keep:
         out.job_level[j] = a.job_level[j]

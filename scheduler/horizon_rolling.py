@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .assignment import Assignment, evaluate
-from .horizon_core import (Horizon, HorizonResult, WorkState, _only_jobs, drop_finished, job_work_gpu_h,
+from .horizon_core import (Horizon, HorizonResult, WorkState, only_jobs, drop_finished, job_work_gpu_h,
                            with_running)
 from .problem import MINER, Problem
 from .solve import SolveOptions
@@ -153,7 +153,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         if prev_site is not None:
             up = np.where(np.isnan(ramp), np.inf, prev_site + ramp * h.hours[p])
             grid = np.minimum(grid, up)
-        running = None if prev is None else _only_jobs(
+        running = None if prev is None else only_jobs(
             prev, [j for j in range(len(base.job_ids)) if not work.finished(j)])
         changes = dict(job_value_per_gpu_h=values, job_required=required, site_grid_limit_kw=grid)
         prob = with_running(base, running, **changes) if prev is not None else _replace(base, **changes)

@@ -132,3 +132,28 @@ def test_infeasible_window_names_the_period():
     res = plan_horizon(h, "rolling", OPTS)
     assert res.assignments is None and res.status == "infeasible"
     assert any("@p1" in r for r in res.infeasible)
+
+
+def test_miner_hull_keeps_the_upper_concave_envelope():
+    import random
+
+    from scheduler.horizon import _hull
+    rng = random.Random(7)
+    for _ in range(50):
+        n = rng.randint(1, 12)
+        kw = [rng.uniform(0.5, 10) for _ in range(n)]
+        th = [rng.uniform(0, 100) for _ in range(n)]
+        keep = _hull(kw, th)
+        pts = [(0.0, 0.0)] + [(kw[i], th[i]) for i in keep]
+
+        def envelope(x):       # the best mix of two kept points (or the origin) at x kW
+            best = 0.0
+            for x1, y1 in pts:
+                for x2, y2 in pts:
+                    if x1 <= x <= x2 and x2 > x1:
+                        best = max(best, y1 + (y2 - y1) * (x - x1) / (x2 - x1))
+                    elif x1 <= x and x2 <= x:
+                        best = max(best, y1, y2)
+            return best
+        for i in range(n):     # no pattern rises above what the kept ones reach
+            assert th[i] <= envelope(kw[i]) + 1e-6
