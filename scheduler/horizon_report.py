@@ -103,7 +103,8 @@ def write_chart(path: str | Path, rows: list[PeriodRow], title: str = "") -> Non
             ax2.set_yscale("log")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=8, ncol=3)
+        ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, ncol=6,
+                  frameon=False)
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
