@@ -200,6 +200,11 @@ class _HorizonModel:
                          f"done_when[{j}@{p}]")
                 if p:
                     self.row(self.done[j, p - 1] - z, "<=", 0, f"done_stays[{j}@{p}]")
+                    if prob.job_required[j]:    # required only while it has work left
+                        label = f"required[{prob.job_ids[j]}]@p{p}"
+                        for name, lab in m.rows.items():
+                            if lab == label:
+                                self.lp.constraints[name].addInPlace(self.done[j, p - 1])
                     xs = self._x(m, j)
                     if xs:
                         self.row(pulp.lpSum(xs) + self.done[j, p - 1], "<=", 1, f"no_work_left[{j}@{p}]")

@@ -20,6 +20,8 @@ def solved(sc, method):
     res = plan_horizon(h, method, OPTS)
     plan = horizon_plan(h, res)
     assert verify_plan(sc, plan) == []
+    if method == "milp":    # the MILP's own plan, proven optimal (not the rolling fallback)
+        assert (res.extra["source"], res.status) == ("milp", "optimal")
     return h, res, plan
 
 
@@ -157,3 +159,13 @@ def test_miner_hull_keeps_the_upper_concave_envelope():
             return best
         for i in range(n):     # no pattern rises above what the kept ones reach
             assert th[i] <= envelope(kw[i]) + 1e-6
+
+
+def test_required_job_with_work_left_is_required_only_until_done():
+    sc = tiny([50, 300, 50], job={"remaining_gpu_h": 8, "required": True})
+    h = compile_horizon(sc)
+    res = plan_horizon(h, "milp", OPTS)
+    assert res.extra["source"] == "milp" and res.status == "optimal"
+    plan = horizon_plan(h, res)
+    assert verify_plan(sc, plan) == []
+    assert scheduled(plan) == [True, False, False]
