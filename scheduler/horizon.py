@@ -1,22 +1,29 @@
-"""The exact multi-period MILP of SPEC section 6 and the `plan_horizon` entry point.
+"""The multi-period MILP of SPEC section 6 and the `plan_horizon` entry point.
 
 Each period is `scheduler.milp_model.build` of that period's problem in one shared PuLP model
-(tag `p{n}_`); this module adds the rows that link periods:
+(tag `p{n}_`; period 0 with its move costs against where things run now, built by `build`
+itself); this module adds the rows that link periods:
 - work: `earned[j,p,g] <= delivered by j on model g in p`, `sum earned <= remaining_gpu_h`,
   revenue on `earned` (so only work that is left earns, SPEC's f_p); a binary `done[j,p]`
-  (all work delivered by the end of p) forbids scheduling j afterwards, and is forced once the
-  delivered work reaches what was left;
+  (all work delivered by the end of p) forbids scheduling j afterwards, is forced once the
+  delivered work reaches what was left, and lifts `required` after it;
 - lateness: each period after a job's deadline costs `late_penalty * overlap` unless done;
-- moves: a job that leaves a domain it ran in (stops or changes domain) pays move_cost_usd
-  unless it has finished; inference replicas per GPU unit that change between periods pay
-  their move cost per replica;
+- moves (p >= 1): a job pays move_cost_usd when it leaves a (domain, level group) it ran in
+  the period before, unless it finished; a domain's levels at which every rack can hold all
+  its GPUs busy form one group (changing between them keeps GPUs per rack), every other level
+  is its own group; replicas per GPU unit (matched by racks) pay per replica changed;
 - ramp: `|site_kw_p - site_kw_{p-1}| <= max_ramp_kw_per_h * hours_p`.
-Restrictions (the plan is still recomputed exactly and verified): a job staying in its domain
-at the same cap level keeps its per-rack GPUs (placements are re-split to match); lateness is
+Extraction keeps placements: class replicas are re-packed where they ran and a job that stays
+in its domain keeps its racks where GPUs and rack power allow. Restrictions and
+approximations (the written plan is recomputed exactly and verified, so they only cost
+profit): per-rack re-splits the rows above do not see can still move a job; lateness is
 charged to the end of the completing period; on large horizons miner racks run only patterns
-on the upper concave hull of (kW, TH/s) (a class mixes racks between those patterns). The
-reported gap is against the dual bound of this model. The rolling-horizon plan is the MIP
-start, and the better of the two verified plans is returned.
+on the upper concave hull of (kW, TH/s). The reported gap is against this model's dual
+bound. The rolling-horizon plan is the MIP start, and the better verified plan is returned.
+
+A horizon whose model would exceed MAX_HORIZON_COLUMNS (e.g. 192 periods of the 18 MW
+example: its LP relaxation alone takes minutes on two cores) is planned by the rolling
+horizon with every period polished by the single-interval MILP instead (`milp-rolling`).
 """
 from __future__ import annotations
 
