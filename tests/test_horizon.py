@@ -169,3 +169,22 @@ def test_required_job_with_work_left_is_required_only_until_done():
     plan = horizon_plan(h, res)
     assert verify_plan(sc, plan) == []
     assert scheduled(plan) == [True, False, False]
+
+
+def test_period_rows_add_up_to_site_power_and_ceiling_looks_ahead():
+    from scheduler.horizon_report import period_rows, summary_lines
+    from scheduler.horizon_rolling import ramp_ceiling_kw
+    sc = tiny([40, 40, 40, 40, 40], grid=[100, 100, 100, 2, 100], ramp=4.0)
+    h = compile_horizon(sc)
+    # 2 kW in period 3 means at most 6, 10, 14 kW before it (4 kW per hour down)
+    assert ramp_ceiling_kw(h)[:, 0].tolist() == [14.0, 10.0, 6.0, 2.0, 100.0]
+    res = plan_horizon(h, "rolling", OPTS)
+    total, periods, _ = evaluate_horizon(h, res.assignments)
+    rows = period_rows(h, periods)
+    for r in rows:
+        assert r.gpus_kw + r.miners_kw + r.cooling_kw + r.base_kw == pytest.approx(r.site_kw)
+    assert [r.grid_limit_kw for r in rows] == [100, 100, 100, 2, 100]
+    assert sum(r.profit_usd for r in rows) == pytest.approx(total)
+    text = summary_lines(h, rows, total, {"method": "rolling", "status": "feasible", "seconds": 0.1})
+    assert text[0].startswith("tiny: 5 periods over 5 h") and any("miners shed" in t for t in text)
+    assert all(r.site_kw <= cap + 1e-6 for r, cap in zip(rows, [14, 10, 6, 2, 100]))
