@@ -343,6 +343,7 @@ def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assign
     for d, jobs in jobs_in.items():
         f, r = free.copy(), room.copy()
         placed: dict[int, dict[int, int]] = {}
+        level: dict[int, int] = {}
 
         def fits(j, place):
             kw = prob.gpu_busy_kw[prob.rack_model[next(iter(place))], a.job_level[j]]
@@ -366,22 +367,30 @@ def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assign
             if fits(j, a.job_place[j]):
                 take(j, a.job_place[j])
                 continue
-            need, place = int(prob.job_gpus[j]), {}
-            kw = prob.gpu_busy_kw[prob.domain_model[d], a.job_level[j]]
-            for k in prob.domain_rack_list(d).tolist():
-                n = min(need, int(f[k]), int(np.floor((r[k] + 1e-9) / kw)) if kw > 0 else need)
-                if n > 0:
-                    place[k] = n
-                    need -= n
-                    f[k] -= n
-                    r[k] -= n * kw
+            # spread it over what is left; a lower cap that fits beats a move of the others
+            g = int(prob.domain_model[d])
+            for c in range(int(a.job_level[j]), int(prob.job_min_level[j, g]) - 1, -1):
+                need, place = int(prob.job_gpus[j]), {}
+                kw = prob.gpu_busy_kw[g, c]
+                for k in prob.domain_rack_list(d).tolist():
+                    n = min(need, int(f[k]), int(np.floor((r[k] + 1e-9) / kw)) if kw > 0 else need)
+                    if n > 0:
+                        place[k] = n
+                        need -= n
+                if not need:
+                    break
             if need:
                 ok = False
                 break
+            level[j] = c
+            for k, n in place.items():
+                f[k] -= n
+                r[k] -= n * kw
             placed[j] = place
         if ok:
             for j, place in placed.items():
                 out.job_place[j] = place
+                out.job_level[j] = level.get(j, out.job_level[j])
             free, room = f, r
     return out
 
@@ -503,11 +512,13 @@ def solve_horizon_milp(h: Horizon, opts: Optional[SolveOptions] = None,
     total, asg, source = max(cands, key=lambda x: x[0])
     if bound is not None and bound < total:
         bound = total
-    proven = status == highspy.HighsModelStatus.kOptimal and source == "milp"
+    gap = relative_gap(total, bound)
+    proven = (status == highspy.HighsModelStatus.kOptimal and source == "milp" and gap is not None
+              and gap <= (opts.gap or 0.0) + 1e-9)
     extra["source"] = source
     extra["rolling_objective_usd"] = next((c[0] for c in cands if c[2] == "rolling"), None)
     return HorizonResult(asg, "milp-horizon", "optimal" if proven else "feasible", seconds, backend="highs",
-                         bound_usd=bound, gap=relative_gap(total, bound), extra=extra)
+                         bound_usd=bound, gap=gap, extra=extra)
 
 
 def horizon_columns(h: Horizon) -> int:
