@@ -50,7 +50,8 @@ capacity in rps, free GPUs per domain)."""
 
 # Kernels receive a StructRef (one pointer) rather than the tuple: Numba passes tuples by value,
 # so every call of a helper would copy ~60 array structs. Under NUMBA_DISABLE_JIT the tuple
-# itself is used.
+# itself is used. The constructors take the arrays one by one (a namedtuple argument's type does
+# not make a stable on-disk cache key).
 @structref.register
 class ProblemRefType(types.StructRef):
     def preprocess_fields(self, fields):
@@ -76,85 +77,35 @@ structref.define_proxy(StateRef, StateRefType, list(STATE_FIELDS))
 
 
 @njit(cache=True)
-def _problem_ref(t):
+def _problem_ref(
+        interval_h, usd_per_th_h, site_lim_kw, site_price_usd_per_mwh, site_base_kw,
+        feed_lim_kw, feed_site, loop_cap_kw, loop_site, gpu_nlev, gpu_perf, gpu_busy_kw,
+        mm_nmodes, mm_th_s, mm_kw, rack_site, rack_feed, rack_loop, rack_kind, rack_lim_kw,
+        rack_base_kw, rack_model, rack_count, rack_domain, rack_dpos, rack_fac, dom_site,
+        dom_model, dom_gpus, dom_ptr, dom_racks, job_gpus, job_val, job_minlev, job_req,
+        job_site_ok, job_move_usd, job_run_dom, job_run_n, svc_gpr, svc_rps, svc_minlev,
+        svc_demand_rps, svc_val, svc_pen, svc_site_ok, svc_move_usd, svc_run_ptr,
+        svc_run_rack, svc_run_reps, model_rack_ptr, model_racks, site_rack_ptr, site_racks,
+        site_dom_ptr, site_doms):
     return ProblemRef(
-        t.interval_h,
-        t.usd_per_th_h,
-        t.site_lim_kw,
-        t.site_price_usd_per_mwh,
-        t.site_base_kw,
-        t.feed_lim_kw,
-        t.feed_site,
-        t.loop_cap_kw,
-        t.loop_site,
-        t.gpu_nlev,
-        t.gpu_perf,
-        t.gpu_busy_kw,
-        t.mm_nmodes,
-        t.mm_th_s,
-        t.mm_kw,
-        t.rack_site,
-        t.rack_feed,
-        t.rack_loop,
-        t.rack_kind,
-        t.rack_lim_kw,
-        t.rack_base_kw,
-        t.rack_model,
-        t.rack_count,
-        t.rack_domain,
-        t.rack_dpos,
-        t.rack_fac,
-        t.dom_site,
-        t.dom_model,
-        t.dom_gpus,
-        t.dom_ptr,
-        t.dom_racks,
-        t.job_gpus,
-        t.job_val,
-        t.job_minlev,
-        t.job_req,
-        t.job_site_ok,
-        t.job_move_usd,
-        t.job_run_dom,
-        t.job_run_n,
-        t.svc_gpr,
-        t.svc_rps,
-        t.svc_minlev,
-        t.svc_demand_rps,
-        t.svc_val,
-        t.svc_pen,
-        t.svc_site_ok,
-        t.svc_move_usd,
-        t.svc_run_ptr,
-        t.svc_run_rack,
-        t.svc_run_reps,
-        t.model_rack_ptr,
-        t.model_racks,
-        t.site_rack_ptr,
-        t.site_racks,
-        t.site_dom_ptr,
-        t.site_doms)
+        interval_h, usd_per_th_h, site_lim_kw, site_price_usd_per_mwh, site_base_kw,
+        feed_lim_kw, feed_site, loop_cap_kw, loop_site, gpu_nlev, gpu_perf, gpu_busy_kw,
+        mm_nmodes, mm_th_s, mm_kw, rack_site, rack_feed, rack_loop, rack_kind, rack_lim_kw,
+        rack_base_kw, rack_model, rack_count, rack_domain, rack_dpos, rack_fac, dom_site,
+        dom_model, dom_gpus, dom_ptr, dom_racks, job_gpus, job_val, job_minlev, job_req,
+        job_site_ok, job_move_usd, job_run_dom, job_run_n, svc_gpr, svc_rps, svc_minlev,
+        svc_demand_rps, svc_val, svc_pen, svc_site_ok, svc_move_usd, svc_run_ptr,
+        svc_run_rack, svc_run_reps, model_rack_ptr, model_racks, site_rack_ptr, site_racks,
+        site_dom_ptr, site_doms)
 
 
 @njit(cache=True)
-def _state_ref(t):
+def _state_ref(
+        job_dom, job_lvl, job_n, g_svc, g_rack, g_lvl, g_n, ng, miners, rack_busy, rack_kw,
+        feed_kw, loop_kw, site_kw, svc_cap_rps, dom_free):
     return StateRef(
-        t.job_dom,
-        t.job_lvl,
-        t.job_n,
-        t.g_svc,
-        t.g_rack,
-        t.g_lvl,
-        t.g_n,
-        t.ng,
-        t.miners,
-        t.rack_busy,
-        t.rack_kw,
-        t.feed_kw,
-        t.loop_kw,
-        t.site_kw,
-        t.svc_cap_rps,
-        t.dom_free)
+        job_dom, job_lvl, job_n, g_svc, g_rack, g_lvl, g_n, ng, miners, rack_busy, rack_kw,
+        feed_kw, loop_kw, site_kw, svc_cap_rps, dom_free)
 
 
 class ProblemArrays(_ProblemTuple):
@@ -165,7 +116,7 @@ class ProblemArrays(_ProblemTuple):
         """What kernels take: a StructRef sharing these arrays (the tuple itself without JIT)."""
         r = self.__dict__.get("_ref")
         if r is None:
-            r = self if config.DISABLE_JIT else _problem_ref(_ProblemTuple(*self))
+            r = self if config.DISABLE_JIT else _problem_ref(*self)
             self.__dict__["_ref"] = r
         return r
 
@@ -177,7 +128,7 @@ class PlanState(_StateTuple):
     def ref(self):
         r = self.__dict__.get("_ref")
         if r is None:
-            r = self if config.DISABLE_JIT else _state_ref(_StateTuple(*self))
+            r = self if config.DISABLE_JIT else _state_ref(*self)
             self.__dict__["_ref"] = r
         return r
 
