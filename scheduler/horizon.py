@@ -7,7 +7,8 @@ itself); this module adds the rows that link periods:
   revenue on `earned` (so only work that is left earns, SPEC's f_p); a binary `done[j,p]`
   (all work delivered by the end of p) forbids scheduling j afterwards, is forced once the
   delivered work reaches what was left, and lifts `required` after it;
-- lateness: each period after a job's deadline costs `late_penalty * overlap` unless done;
+- lateness: each period after a job's deadline costs `late_penalty * overlap` unless done
+  before it starts;
 - moves (p >= 1): a job pays move_cost_usd when it leaves a (domain, level group) it ran in
   the period before, unless it finished; a domain's levels at which every rack can hold all
   its GPUs busy form one group (changing between them keeps GPUs per rack), every other level
@@ -215,14 +216,16 @@ class _HorizonModel:
                     xs = self._x(m, j)
                     if xs:
                         self.row(pulp.lpSum(xs) + self.done[j, p - 1], "<=", 1, f"no_work_left[{j}@{p}]")
-                # lateness: every hour after the deadline until done
+                # lateness: each period's hours past the deadline unless done before it starts
+                # (the completing period is charged in full: at most one period too much)
                 dl = h.deadline_h[j]
                 if not np.isnan(dl) and h.late_usd_per_h[j] > 0:
                     overlap = max(0.0, h.start_h[p] + hrs - max(dl, h.start_h[p]))
                     if overlap > 0:
                         usd = float(h.late_usd_per_h[j] * overlap)
                         self.constant -= usd
-                        self.obj[z] += usd
+                        if p:
+                            self.obj[self.done[j, p - 1]] += usd
             if earned_all:
                 self.row(pulp.lpSum(earned_all), "<=", float(R), f"remaining[{j}]")
 
