@@ -19,6 +19,9 @@ from .problem import MINER, Problem
 from .solve import SolveOptions
 
 
+POLISH_MIN_S = 2.0   # a shorter MILP polish rarely beats the kernels; spend the budget on early periods
+
+
 def ramp_ceiling_kw(h: Horizon) -> np.ndarray:
     """f8[P,S]: the most each site may draw in period p so that every later grid limit can
     still be reached by ramping down at `max_ramp_kw_per_h`."""
@@ -163,7 +166,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
                                  infeasible=[f"{r}@p{p}" for r in res.infeasible])
         left_s = polish_s - (time.perf_counter() - t0)
         if left_s > 0.05:
-            res = _polish(prob, res.assignment, left_s / (h.n_periods - p))
+            res = _polish(prob, res.assignment, max(POLISH_MIN_S, left_s / (h.n_periods - p)))
         a = drop_finished(res.assignment, work)
         if prev_site is not None and not np.isnan(ramp).all():
             floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
