@@ -57,9 +57,9 @@ def test_milp_192_periods(benchmark, horizon):
     plan = horizon_plan(h, res)
     assert verify_plan(sc, plan) == []
     gap = res.gap
-    print(f"\nmilp: {res.seconds:.1f} s, status {res.status}, gap "
-          f"{'n/a' if gap is None else f'{gap * 100:.2f}%'}, profit ${plan['objective_usd']:,.2f} "
-          f"(from {res.extra.get('source')}), rolling ${res.extra.get('rolling_objective_usd') or 0:,.2f}")
+    print(f"\nmilp ({res.method}): {res.seconds:.1f} s, status {res.status}, gap "
+          f"{'n/a' if gap is None else f'{gap * 100:.2f}%'}, profit ${plan['objective_usd']:,.2f}"
+          f"{'; ' + res.extra['why'] if 'why' in res.extra else ''}")
 
 
 def test_baselines_on_real_prices(benchmark, horizon):
