@@ -47,11 +47,11 @@ from .problem import Problem
 from .solve import SolveOptions, relative_gap
 
 _EMPTY = pulp.LpProblem("empty")
-HULL_ABOVE_PATTERNS = 20000
+HULL_ABOVE_PATTERNS = 20000    # miner pattern columns over the horizon above which only hull patterns run
 MAX_HORIZON_COLUMNS = 45000    # above: rolling horizon with per-period MILP polish (a 2-core machine
                                # reaches 0.5 % on 24 periods of the 18 MW site (40k columns) in ~30 s,
                                # 3.6 % on 48 in 120 s, and needs ~130 s for the LP relaxation of 192)
-DEFAULT_POLISH_S = 100.0    # miner pattern columns over the horizon above which only hull patterns run
+DEFAULT_POLISH_S = 100.0       # polish budget when no time limit is given
 
 
 def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
