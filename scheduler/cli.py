@@ -7,9 +7,9 @@ import importlib
 import json
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
+from .jsonio import write_json as _write_json
 from .model import ScenarioError, load_scenario
 from .model.load import load_json_file
 
@@ -25,18 +25,6 @@ EXTERNAL = {
 def _err(msg: str) -> None:
     for line in str(msg).splitlines() or [""]:
         print(f"error: {line}", file=sys.stderr)
-
-
-def _write_json(path: str, data: dict) -> None:
-    """Write atomically: a crash never leaves half a plan where a good one was."""
-    if path == "-":
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
 
 
 def _scenario_with_from(args):

@@ -5,11 +5,9 @@ when the scenario has `periods` or `--prices` is given."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
 
+from .jsonio import write_json as _write_json
 from .model import ScenarioError
 from .model.scenario import Scenario
 
@@ -36,17 +34,6 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="also compute the fixed-plan and miner on/off baselines and report their profit")
     g.add_argument("--save-scenario", metavar="OUT.json",
                    help="write the scenario with its periods (what `wattsched verify` needs for this plan)")
-
-
-def _write_json(path: str, data: dict) -> None:
-    if path == "-":
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
 
 
 def horizon_scenario(args, sc: Scenario) -> Scenario:
