@@ -147,6 +147,11 @@ def objective(ws: Workspace, st: PlanState) -> float:
     return float(objective_usd(ws.pa.ref, st.ref))
 
 
+def recheck(ws: Workspace, st: PlanState) -> None:
+    """Recompute every figure of st from its decisions (drops incremental float drift)."""
+    recompute(ws.pa.ref, st.ref)
+
+
 def feasible(ws: Workspace, st: PlanState) -> bool:
     return bool(all_ok(ws.pa.ref, st.ref))
 
@@ -156,4 +161,4 @@ def tidy(st: PlanState) -> None:
 
 
 __all__ = ["Workspace", "prepare", "construct", "improve_plan", "repair", "curtail", "from_running",
-           "objective", "feasible", "place_required", "tidy", "copy_state", "alloc_state"]
+           "objective", "feasible", "recheck", "place_required", "tidy", "copy_state", "alloc_state"]

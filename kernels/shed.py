@@ -195,13 +195,28 @@ def shed(pa, st, keep_job, keep_level):
         if bact < 0:
             return False
         if bact == A_MINER:
-            k, qf, qt = bx, by, bz
-            mm = pa.rack_model[k]
-            kt = 0.0 if qt < 0 else pa.mm_kw[mm, qt]
-            st.miners[k, qf] -= bunits
-            if qt >= 0:
-                st.miners[k, qt] += bunits
-            add_kw(pa, st, k, -bunits * (pa.mm_kw[mm, qf] - kt))
+            # the same switch on every rack that loses as little per kW (same model, cooling and
+            # price) and sits on the broken resource, until the deficit is covered
+            k0, qf, qt = bx, by, bz
+            mm = pa.rack_model[k0]
+            dk = pa.mm_kw[mm, qf] - (0.0 if qt < 0 else pa.mm_kw[mm, qt])
+            left = deficit
+            for xx in range(rl0, rl1):
+                k = ri if rt == R_RACK else pa.site_racks[xx]
+                if k != k0 and (pa.rack_kind[k] != MINER_KIND or pa.rack_model[k] != mm
+                                or pa.rack_fac[k] != pa.rack_fac[k0] or st.miners[k, qf] <= 0):
+                    continue
+                w = weight(pa, rt, ri, k)
+                if w <= 0.0:
+                    continue
+                u = min(st.miners[k, qf], int(np.ceil(left / (dk * w) - 1e-12)))
+                st.miners[k, qf] -= u
+                if qt >= 0:
+                    st.miners[k, qt] += u
+                add_kw(pa, st, k, -u * dk)
+                left -= u * dk * w
+                if left <= TOL_KW:
+                    break
         elif bact == A_JOB_LVL:
             job_relevel(pa, st, bx, by)
         elif bact == A_JOB_STOP:

@@ -142,18 +142,26 @@ def _missing_reasons(p: Problem, missing: list[int]) -> list[str]:
 
 
 def _result(p: Problem, st: Optional[PlanState], t0: float, method: str, reasons: list[str],
-            extra: Optional[dict] = None) -> SolveResult:
+            fast_check: bool = False) -> SolveResult:
+    """The SolveResult of a kernel plan, checked: by `evaluate`/`violations` (the MILP's judge),
+    or with `fast_check` (the daemon's sub-millisecond paths) by the kernels' own recomputation
+    of every figure from the decisions; `plan_of` judges again when the plan is written."""
     if st is None or reasons:
         return SolveResult(None, method, "infeasible", time.perf_counter() - t0,
-                           infeasible=reasons or ["no feasible plan found"], extra=extra or {})
+                           infeasible=reasons or ["no feasible plan found"])
+    ws = workspace(p)
+    if fast_check:
+        kernels.recheck(ws, st)
+        broken = [] if kernels.feasible(ws, st) else ["a limit (kernel recomputation)"]
+        objective = kernels.objective(ws, st)
     a = assignment_of(p, st)
-    f = evaluate(p, a)
-    broken = violations(p, f)
+    if not fast_check:
+        f = evaluate(p, a)
+        broken = violations(p, f)
+        objective = float(f.objective_usd)
     if broken:  # kernels keep every limit; this is a bug guard, never an operator-facing plan
         raise RuntimeError(f"{method}: kernel plan breaks limits: {'; '.join(broken[:3])}")
-    res = SolveResult(a, method, "feasible", time.perf_counter() - t0, extra=extra or {})
-    res.extra.setdefault("objective_usd", float(f.objective_usd))
-    return res
+    return SolveResult(a, method, "feasible", time.perf_counter() - t0, extra={"objective_usd": objective})
 
 
 def _best_plan(p: Problem, ws: Workspace, opts: SolveOptions, max_moves: int):
@@ -217,7 +225,7 @@ def curtail(p: Problem, start: Assignment) -> SolveResult:
     st = state_of(p, ws, start)
     if not kernels.curtail(ws, st):
         return _result(p, None, t0, "heuristic-curtail", ["the limits cannot be met by shedding load"])
-    return _result(p, st, t0, "heuristic-curtail", [])
+    return _result(p, st, t0, "heuristic-curtail", [], fast_check=True)
 
 
 def solve_auto(p: Problem, opts: Optional[SolveOptions] = None) -> SolveResult:
