@@ -80,24 +80,6 @@ def evict_replicas(pa, st, d, need):
 
 
 @njit(cache=True)
-def _eviction_may_pay(pa, st, j, g, d, ev, dptr, dlst):
-    """False when the jobs evicted (ev, or all of domain d for ev == -2) earn more than job j
-    could at its top cap and none of them fits any other domain's free GPUs."""
-    gain = pa.job_gpus[j] * pa.job_val[j, g]
-    lost = 0.0
-    for x in range(dptr[d], dptr[d + 1]):
-        e = dlst[x]
-        if ev >= 0 and e != ev:
-            continue
-        lost += pa.job_gpus[e] * pa.job_val[e, pa.dom_model[d]] * pa.gpu_perf[pa.dom_model[d], st.job_lvl[e]]
-        for d2 in range(len(pa.dom_gpus)):
-            if (d2 != d and pa.job_val[e, pa.dom_model[d2]] >= 0 and pa.job_site_ok[e, pa.dom_site[d2]]
-                    and st.dom_free[d2] >= pa.job_gpus[e]):
-                return True
-    return lost < gain
-
-
-@njit(cache=True)
 def _in_domains(pa, st, i):
     for x in range(st.ng[0]):
         if st.g_svc[x] == i and st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] >= 0:
@@ -245,10 +227,6 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                     if relocate and not relocs:
                         continue
                     ev = dlst[dptr[d] + x] if x >= 0 else x
-                    # evicting work worth more than j (at its top cap) cannot pay unless the
-                    # evicted can go elsewhere: skip when no other domain has room for them
-                    if x != -1 and not _eviction_may_pay(pa, tmp, j, g, d, ev, dptr, dlst):
-                        continue
                     tried += 1
                     if _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, tmp.job_dom, inc, nbuf,
                                    cand, cnt, run):
