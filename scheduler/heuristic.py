@@ -189,8 +189,8 @@ def _best_plan(p: Problem, ws: Workspace, opts: SolveOptions, max_moves: int):
 
 def move_budget(p: Problem) -> int:
     """Local-search moves to try per start: 400 on small problems, fewer as they grow (a move
-    costs time proportional to the plan's size), at least 40."""
-    return int(max(40, min(400, 4e4 / (p.n_racks + 1), 6e6 / (p.n_racks + 20 * len(p.job_ids) + 1))))
+    costs time proportional to the plan's size), at least 100."""
+    return int(max(100, min(400, 4e4 / (p.n_racks + 1), 6e6 / (p.n_racks + 20 * len(p.job_ids) + 1))))
 
 
 def solve_heuristic(p: Problem, opts: Optional[SolveOptions] = None) -> SolveResult:
