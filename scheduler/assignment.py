@@ -125,9 +125,9 @@ def violations(p: Problem, f: Figures, tol_kw: float = 1e-6) -> list[str]:
     for k in np.nonzero(gpu & (f.rack_busy > p.rack_count))[0]:
         out.append(f"rack_gpus[{p.rack_ids[k]}]: {f.rack_busy[k]} busy > {p.rack_count[k]} GPUs")
     for n in np.nonzero(f.feed_kw > p.feed_limit_kw + tol_kw)[0]:
-        out.append(f"feed_power[{p.feed_ids[n]}]: {f.feed_kw[n]:.3f} kW > {p.feed_limit_kw[n]:g} kW")
+        out.append(f"feed_power[{p.site_ids[p.feed_site[n]]}/{p.feed_ids[n]}]: {f.feed_kw[n]:.3f} kW > {p.feed_limit_kw[n]:g} kW")
     for n in np.nonzero(f.loop_heat_kw > p.loop_cap_kw + tol_kw)[0]:
-        out.append(f"loop_heat[{p.loop_ids[n]}]: {f.loop_heat_kw[n]:.3f} kW > {p.loop_cap_kw[n]:.3f} kW")
+        out.append(f"loop_heat[{p.site_ids[p.loop_site[n]]}/{p.loop_ids[n]}]: {f.loop_heat_kw[n]:.3f} kW > {p.loop_cap_kw[n]:.3f} kW")
     for n in np.nonzero(f.site_kw > p.site_grid_limit_kw + tol_kw)[0]:
         out.append(f"site_power[{p.site_ids[n]}]: {f.site_kw[n]:.3f} kW > {p.site_grid_limit_kw[n]:g} kW")
     return out

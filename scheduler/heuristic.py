@@ -59,8 +59,8 @@ def pack(p: Problem) -> ProblemArrays:
         site_base_kw=p.site_base_kw.astype(float),
         feed_lim_kw=p.feed_limit_kw.astype(float), feed_site=p.feed_site.astype(i8),
         loop_cap_kw=p.loop_cap_kw.astype(float), loop_site=p.loop_site.astype(i8),
-        gpu_nlev=p.gpu_n_levels.astype(i8), gpu_perf=p.gpu_perf.reshape(G, -1).astype(float),
-        gpu_busy_kw=p.gpu_busy_kw.reshape(G, -1).astype(float),
+        gpu_nlev=p.gpu_n_levels.astype(i8), gpu_perf=p.gpu_perf.reshape(G, p.gpu_cap_w.shape[1]).astype(float),
+        gpu_busy_kw=p.gpu_busy_kw.reshape(G, p.gpu_cap_w.shape[1]).astype(float),
         mm_nmodes=p.miner_n_modes.astype(i8), mm_th_s=p.miner_th_s.astype(float), mm_kw=p.miner_kw.astype(float),
         rack_site=p.rack_site.astype(i8), rack_feed=p.rack_feed.astype(i8), rack_loop=p.rack_loop.astype(i8),
         rack_kind=p.rack_kind.astype(i8), rack_lim_kw=p.rack_limit_kw.astype(float),
@@ -159,7 +159,13 @@ def _result(p: Problem, st: Optional[PlanState], t0: float, method: str, reasons
         f = evaluate(p, a)
         broken = violations(p, f)
         objective = float(f.objective_usd)
-    if broken:  # kernels keep every limit; this is a bug guard, never an operator-facing plan
+    if broken:
+        # with everything off each rack draws its least power: if that breaks a limit too,
+        # no plan exists; otherwise the kernels broke a limit, a bug never shown as a plan
+        floor = violations(p, evaluate(p, Assignment.empty(p)))
+        if floor:
+            return SolveResult(None, method, "infeasible", time.perf_counter() - t0,
+                               infeasible=[f"{v} even with every GPU idle and every miner off" for v in floor])
         raise RuntimeError(f"{method}: kernel plan breaks limits: {'; '.join(broken[:3])}")
     return SolveResult(a, method, "feasible", time.perf_counter() - t0, extra={"objective_usd": objective})
 

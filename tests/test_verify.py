@@ -495,8 +495,7 @@ def test_agrees_with_the_solvers_figures_on_random_assignments():
         plan = json.loads(json.dumps(to_plan(p, a, {"method": "random", "status": "feasible"})))
         out = verify_plan(sc, plan)
         assert not [line for line in out if "reported" in line], out
-        # (assignment.violations names feeds and loops without their site: F1, not wa/F1)
-        assert {line.split(":")[0].replace("wa/", "") for line in out} == {
+        assert {line.split(":")[0] for line in out} == {
             line.split(":")[0] for line in violations(p, evaluate(p, a))}
         seen |= {line.split("[")[0] for line in out}
     assert seen == {"rack_power", "rack_gpus", "feed_power", "loop_heat", "site_power"}

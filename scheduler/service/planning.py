@@ -224,33 +224,9 @@ def default_polish_planner() -> Optional[Planner]:
 
 
 def default_verifier() -> Verifier:
-    """`scheduler.verify.verify_plan` when present, else a figure-against-limit check of the plan."""
-    try:
-        from ..verify import verify_plan
-        return verify_plan
-    except ImportError:
-        return basic_verify
-
-
-def basic_verify(scenario: Scenario, plan: dict) -> list[str]:
-    """Checks a plan's stated figures against the scenario's limits (stand-in for scheduler.verify)."""
-    out = []
-    tol = 1e-6
-    sites = {s.id: s for s in scenario.sites}
-    racks = {r.id: r for s in scenario.sites for r in s.racks}
-    for s in plan.get("sites", []):
-        if s["site_kw"] > sites[s["id"]].grid_limit_kw + tol:
-            out.append(f"site_power[{s['id']}]: {s['site_kw']:.3f} kW > {sites[s['id']].grid_limit_kw:g} kW")
-    for r in plan.get("racks", []):
-        if r["kw"] > racks[r["id"]].limit_kw + tol:
-            out.append(f"rack_power[{r['id']}]: {r['kw']:.3f} kW > {racks[r['id']].limit_kw:g} kW")
-    for f in plan.get("feeds", []):
-        if f["kw"] > f["limit_kw"] + tol:
-            out.append(f"feed_power[{f['id']}]: {f['kw']:.3f} kW > {f['limit_kw']:g} kW")
-    for lp in plan.get("loops", []):
-        if lp["heat_kw"] > lp["capacity_kw"] + tol:
-            out.append(f"loop_heat[{lp['id']}]: {lp['heat_kw']:.3f} kW > {lp['capacity_kw']:.3f} kW")
-    return out
+    """The independent verifier (`scheduler.verify.verify_plan`)."""
+    from ..verify import verify_plan
+    return verify_plan
 
 
 def scenario_with_running(data: dict, plan: Optional[dict]) -> dict:
