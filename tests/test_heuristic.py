@@ -149,6 +149,22 @@ def test_base_load_over_grid_limit_is_infeasible():
     assert res.status == "infeasible" and res.infeasible
 
 
+def test_site_without_racks_and_base_over_grid():
+    data = {"version": 1, "name": "bare", "sites": [{
+        "id": "s", "grid_limit_kw": 10, "energy_price_usd_per_mwh": 30, "ambient_c": 20, "base_kw": 20,
+        "feeds": [{"id": "F", "limit_kw": 10}],
+        "loops": [{"id": "L", "kind": "air", "capacity_kw": 10, "design_ambient_c": 30,
+                   "derate_per_c": 0.02, "kw_per_kw_heat": 0.1}]}]}
+    res = solve_heuristic(compile_problem(parse_scenario(data)))
+    assert res.status == "infeasible"
+    assert res.infeasible == ["site_power[s]: 20.000 kW > 10 kW even with every GPU idle and every miner off"]
+    data["sites"][0]["grid_limit_kw"] = 25
+    sc = parse_scenario(data)
+    p = compile_problem(sc)
+    plan = checked_plan(sc, p, solve_heuristic(p))
+    assert plan["objective_usd"] == pytest.approx(-20 * 30 / 1000)
+
+
 # ------------------------------------------------------------------ --from reading and errors
 
 
