@@ -12,6 +12,7 @@ import numpy as np
 from .assignment import Assignment, evaluate, to_plan, violations
 from .model.scenario import Scenario
 from .problem import Problem, compile_problem
+from .solve import SolverFigures
 
 
 def work_tol_gpu_h(remaining_gpu_h: float) -> float:
@@ -161,7 +162,7 @@ def drop_finished(a: Assignment, work: WorkState) -> Assignment:
 
 
 @dataclass
-class HorizonResult:
+class HorizonResult(SolverFigures):
     assignments: Optional[list[Assignment]]   # one per period; None when infeasible
     method: str
     status: str                               # optimal | feasible | infeasible
@@ -171,15 +172,6 @@ class HorizonResult:
     gap: Optional[float] = None
     infeasible: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
-
-    def solver_info(self) -> dict:
-        info = {"method": self.method, "status": self.status, "seconds": round(self.seconds, 6)}
-        if self.backend:
-            info["backend"] = self.backend
-        info["bound_usd"] = self.bound_usd
-        info["gap"] = self.gap
-        info.update(self.extra)
-        return info
 
 
 @dataclass

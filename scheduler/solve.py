@@ -24,17 +24,9 @@ class SolveOptions:
     explain_infeasible: bool = True
 
 
-@dataclass
-class SolveResult:
-    assignment: Optional[Assignment]        # None when infeasible
-    method: str
-    status: str                             # optimal | feasible | infeasible
-    seconds: float
-    backend: Optional[str] = None
-    bound_usd: Optional[float] = None       # proven upper bound on the objective, when known
-    gap: Optional[float] = None             # (bound - objective) / max(1, |objective|)
-    infeasible: list[str] = field(default_factory=list)  # limits that cannot all hold
-    extra: dict = field(default_factory=dict)
+class SolverFigures:
+    """The `solver` entry of a plan, for any result with method, status, seconds, backend,
+    bound_usd, gap and extra."""
 
     def solver_info(self) -> dict:
         info = {"method": self.method, "status": self.status, "seconds": round(self.seconds, 6)}
@@ -44,6 +36,19 @@ class SolveResult:
         info["gap"] = self.gap
         info.update(self.extra)
         return info
+
+
+@dataclass
+class SolveResult(SolverFigures):
+    assignment: Optional[Assignment]        # None when infeasible
+    method: str
+    status: str                             # optimal | feasible | infeasible
+    seconds: float
+    backend: Optional[str] = None
+    bound_usd: Optional[float] = None       # proven upper bound on the objective, when known
+    gap: Optional[float] = None             # (bound - objective) / max(1, |objective|)
+    infeasible: list[str] = field(default_factory=list)  # limits that cannot all hold
+    extra: dict = field(default_factory=dict)
 
 
 Solver = Callable[[Problem, SolveOptions], SolveResult]
