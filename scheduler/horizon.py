@@ -81,7 +81,7 @@ def _site_kw_expr(m: Model, s: int) -> tuple[pulp.LpAffineExpression, float]:
     label_suffix = f"site_power[{p.site_ids[s]}]"
     for name, label in m.rows.items():
         if label.startswith(label_suffix):
-            row = m.lp.constraints[name]
+            row = m.lp.get_constraint_by_name(name)
             expr = pulp.LpAffineExpression({v: a for v, a in row.items()})
             base = p.site_base_kw[s] + float(np.sum((p.rack_base_kw * p.rack_site_factor)[p.rack_site == s]))
             return expr, base
@@ -121,7 +121,7 @@ class _HorizonModel:
             if p == 0:
                 for name, label in m.rows.items():
                     if label.startswith("moves_"):
-                        dev = next(v for v, a in self.lp.constraints[name].items() if "dev_" in v.name)
+                        dev = next(v for v, a in self.lp.get_constraint_by_name(name).items() if "dev_" in v.name)
                         self.aux_rows[dev.name].append(name)
         self._work()
         self._moves()
@@ -141,7 +141,7 @@ class _HorizonModel:
             self.lp.addConstraint(expr == rhs, name)
 
     def var(self, name: str, lb=0.0, ub=None, cat=pulp.LpContinuous) -> pulp.LpVariable:
-        v = pulp.LpVariable(name, lowBound=lb, upBound=ub, cat=cat)
+        v = self.lp.add_variable(name, lb, ub, cat=cat)
         self.extra_vars[name] = v
         return v
 
@@ -213,7 +213,7 @@ class _HorizonModel:
                         label = f"required[{prob.job_ids[j]}]@p{p}"
                         for name, lab in m.rows.items():
                             if lab == label:
-                                self.lp.constraints[name].addInPlace(self.done[j, p - 1])
+                                self.lp.get_constraint_by_name(name).addInPlace(self.done[j, p - 1])
                     xs = self._x(m, j)
                     if xs:
                         self.row(pulp.lpSum(xs) + self.done[j, p - 1], "<=", 1, f"no_work_left[{j}@{p}]")
@@ -311,7 +311,7 @@ class _HorizonModel:
         for name, rows in self.aux_rows.items():
             need = 0.0
             for rn in rows:
-                row = self.lp.constraints[rn]
+                row = self.lp.get_constraint_by_name(rn)
                 coef = 0.0
                 lhs = row.constant
                 for v, a in row.items():
@@ -490,7 +490,7 @@ def solve_horizon_milp(h: Horizon, opts: Optional[SolveOptions] = None,
     has = info.primal_solution_status == 2
     raw = info.mip_dual_bound
     bound = -raw if math.isfinite(raw) else None
-    extra = {"rows": len(hm.lp.constraints), "columns": len(hm.lp.variables()),
+    extra = {"rows": len(hm.lp.constraints()), "columns": len(hm.lp.variables()),
              "periods": h.n_periods}
     cands = []
     if has:
