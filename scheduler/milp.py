@@ -162,13 +162,10 @@ def warm_values(m: Model, a: Assignment) -> dict[str, float]:
     f = evaluate(p, a)
     for i, v in m.served.items():
         vals[v.name] = float(f.served_rps[i])
-    for v in m.lp.variables():
-        if v.name.startswith("dev_"):
-            _, i, k = v.name.split("_")
-            i, k = int(i), int(k)
-            have = p.svc_running(i).get(k, 0)
-            now = sum(n for (kk, _), n in a.svc_place[i].items() if kk == k)
-            vals[v.name] = float(abs(now - have))
+    for (i, k), v in m.dev.items():
+        have = p.svc_running(i).get(k, 0)
+        now = sum(n for (kk, _), n in a.svc_place[i].items() if kk == k)
+        vals[v.name] = float(abs(now - have))
     return vals
 
 

@@ -68,6 +68,7 @@ class Model:
     miner_racks: list[MinerRack]
     w: dict[tuple[int, int, int], pulp.LpVariable]   # (job, domain, level)
     keep: dict[tuple[int, int], pulp.LpVariable]     # (job, level): job stays exactly where it runs
+    dev: dict[tuple[int, int], pulp.LpVariable]      # (service, rack): replicas started or stopped
     served: dict[int, pulp.LpVariable]
     rows: dict[str, str]                             # pulp row name -> family[index] label
     slacks: dict[str, pulp.LpVariable]               # label -> slack (explain mode only)
@@ -325,6 +326,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         add_row(pulp.LpAffineExpression([(u.t[c], 1)] + terms), ">=", 0,
                 f"keep_room[{p.rack_ids[k]}@{c}]")
 
+    devs: dict[tuple[int, int], pulp.LpVariable] = {}
     for i in range(I):
         cost = p.svc_move_cost_usd[i]
         run = p.svc_running(i)
@@ -341,7 +343,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 if not explain:
                     constant -= cost * have
                 continue
-            dev = var(f"{tag}dev_{i}_{k}", lowBound=0)
+            dev = devs[i, k] = var(f"{tag}dev_{i}_{k}", lowBound=0)
             add_row(pulp.lpSum(reps) - dev, "<=", have, f"moves_up[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             add_row(-pulp.lpSum(reps) - dev, "<=", -have, f"moves_down[{p.svc_ids[i]}@{p.rack_ids[k]}]")
             if not explain:
@@ -442,5 +444,5 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
     else:
         lp += pulp.LpAffineExpression(list(obj.items()), constant=constant)
     return Model(problem=p, lp=lp, constant_usd=constant, obj=dict(obj), units=units, miner_classes=miner_classes,
-                 miner_racks=miner_racks, w=w, keep=keep, served=served, rows=rows, slacks=slacks,
+                 miner_racks=miner_racks, w=w, keep=keep, dev=devs, served=served, rows=rows, slacks=slacks,
                  unplaceable_required=unplaceable_required)
