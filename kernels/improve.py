@@ -4,15 +4,19 @@ topped up by the greedy fill, and kept only when the objective rises.
 Moves: insert an unscheduled job into a domain (evicting replicas, one other job, or every job
 there, which the fill may re-place elsewhere); start the replicas a service short of demand lacks
 (shedding cheaper load to make room), or move its replicas out of training domains; raise a job's cap by one level (shedding cheaper load) or
-lower it (so the freed power can go to better uses).
+lower it (so the freed power can go to better uses); put all of a service's replicas at their top
+level and drop the started ones no longer needed, or restart its started replicas on one GPU model
+at its top level, training-domain racks allowed (replica starts cost money: fewer, faster replicas
+often beat many cheap ones).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from .construct import fill, force_services
-from .core import compact_groups, group_change, job_place, job_relevel, job_unplace, objective_usd, recompute
+from .construct import add_replicas, fill, force_services
+from .core import (compact_groups, group_change, job_place, job_relevel, job_unplace,
+                   objective_usd, recompute)
 from .shed import shed
 
 
@@ -291,4 +295,109 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                         improved = True
                         continue
                 copy_into(st, tmp)
+        for i in range(len(pa.svc_gpr)):
+            # a service's replicas all at their top level, the started ones it no longer needs dropped
+            if tried >= max_moves or n_started(pa, st, i) <= 0:
+                continue
+            tried += 1
+            copy_into(tmp, st)
+            svc_relevel(pa, st, i, pa.gpu_perf.shape[1] - 1)
+            if _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st):
+                recompute(pa, st)
+                v = objective_usd(pa, st)
+                if v > base + 1e-7 * max(1.0, abs(base)):
+                    base = v
+                    kept += 1
+                    improved = True
+                    continue
+            copy_into(st, tmp)
+        G = pa.gpu_perf.shape[0]
+        for mv in range(len(pa.svc_gpr) * G):
+            # a service's started replicas restarted on one GPU model at its top level (training-
+            # domain racks allowed: fewer, faster replicas, fewer starts), the rest topped up
+            if tried >= max_moves:
+                break
+            i, g = mv // G, mv % G
+            lv = pa.gpu_nlev[g] - 1
+            if pa.svc_rps[i, g] <= 0 or lv < pa.svc_minlev[i, g] or n_started(pa, st, i) <= 0:
+                continue
+            tried += 1
+            copy_into(tmp, st)
+            drop_started(pa, st, i)
+            add_replicas(pa, st, i, g, lv, cnt, run, True, True)
+            force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, -1, i)
+            if _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st):
+                recompute(pa, st)
+                v = objective_usd(pa, st)
+                if v > base + 1e-7 * max(1.0, abs(base)):
+                    base = v
+                    kept += 1
+                    improved = True
+                    continue
+            copy_into(st, tmp)
     return kept
+
+
+@njit(cache=True)
+def _svc_on_rack(st, i, k):
+    tot = 0
+    for x in range(st.ng[0]):
+        if st.g_svc[x] == i and st.g_rack[x] == k:
+            tot += st.g_n[x]
+    return tot
+
+
+@njit(cache=True)
+def svc_relevel(pa, st, i, top):
+    """Every replica of service i to level `top` (clamped to its model's allowed levels), then
+    drop the replicas started beyond what demand needs (fewer, faster replicas: fewer starts)."""
+    for x in range(st.ng[0]):
+        if st.g_svc[x] != i or st.g_n[x] <= 0:
+            continue
+        g = pa.rack_model[st.g_rack[x]]
+        lv = max(min(top, pa.gpu_nlev[g] - 1), pa.svc_minlev[i, g])
+        if lv != st.g_lvl[x]:
+            n = st.g_n[x]
+            group_change(pa, st, x, -n)
+            st.g_lvl[x] = lv
+            group_change(pa, st, x, n)
+    for x in range(st.ng[0] - 1, -1, -1):
+        if st.g_svc[x] != i or st.g_n[x] <= 0:
+            continue
+        k = st.g_rack[x]
+        g = pa.rack_model[k]
+        rps = pa.svc_rps[i, g] * pa.gpu_perf[g, st.g_lvl[x]]
+        extra = _svc_on_rack(st, i, k)
+        for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
+            if pa.svc_run_rack[e] == k:
+                extra -= pa.svc_run_reps[e]
+        while st.g_n[x] > 0 and extra > 0 and st.svc_cap_rps[i] - rps >= pa.svc_demand_rps[i] - 1e-9:
+            group_change(pa, st, x, -1)
+            extra -= 1
+
+
+@njit(cache=True)
+def drop_started(pa, st, i):
+    """Remove every replica of service i beyond what runs now on its rack."""
+    for x in range(st.ng[0] - 1, -1, -1):
+        if st.g_svc[x] != i or st.g_n[x] <= 0:
+            continue
+        k = st.g_rack[x]
+        extra = _svc_on_rack(st, i, k)
+        for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
+            if pa.svc_run_rack[e] == k:
+                extra -= pa.svc_run_reps[e]
+        if extra > 0:
+            group_change(pa, st, x, -min(extra, st.g_n[x]))
+
+
+@njit(cache=True)
+def n_started(pa, st, i):
+    """Replicas of service i started on racks beyond what runs there now."""
+    tot = 0
+    for x in range(st.ng[0]):
+        if st.g_svc[x] == i and st.g_n[x] > 0:
+            tot += st.g_n[x]
+    for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
+        tot -= min(pa.svc_run_reps[e], _svc_on_rack(st, i, pa.svc_run_rack[e]))
+    return tot
