@@ -19,6 +19,8 @@ from .core import (compact_groups, group_change, job_place, job_relevel, job_unp
                    objective_usd, recompute)
 from .shed import shed
 
+PAIR_MAX_JOBS = 16   # two-job inserts are tried on problems with at most this many jobs
+
 
 @njit(cache=True)
 def copy_into(dst, src):
@@ -117,7 +119,7 @@ def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run, site):
 
 
 @njit(cache=True)
-def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, nbuf, cand, cnt, run):
+def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, nbuf, cand, cnt, run, j2):
     """Evict (ev: -1 nothing, -2 every job in d, else that job; with `relocate` also every
     replica on the site's training-domain racks), force job j into d at its start level, force
     evicted jobs back into d where GPUs remain (most valuable first) and evicted replicas
@@ -142,6 +144,8 @@ def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, 
             return False
     recompute(pa, st)
     if not force_place(pa, st, j, d, lvl, nbuf):
+        return False
+    if j2 >= 0 and (st.dom_free[d] < pa.job_gpus[j2] or not force_place(pa, st, j2, d, start_lvl[j2, g], nbuf)):
         return False
     for x in range(len(job_order)):   # evicted jobs: back into d, else the best-fitting domain
         e = job_order[x]
@@ -193,6 +197,7 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
     dlst = np.zeros(max(J, 1), np.int64)
     kept = 0
     tried = 0
+    pairs = J <= PAIR_MAX_JOBS
     improved = True
     while improved and tried < max_moves:
         improved = False
@@ -231,15 +236,25 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                     if relocate and not relocs:
                         continue
                     ev = dlst[dptr[d] + x] if x >= 0 else x
-                    tried += 1
-                    if _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, tmp.job_dom, inc, nbuf,
-                                   cand, cnt, run):
-                        v = objective_usd(pa, st)
-                        if v > bval:
-                            bval = v
-                            found = True
-                            copy_into(best, st)
-                    copy_into(st, tmp)
+                    for y in range(-1, len(job_order) if (pairs and not relocate) else 0):
+                        # alone, or with a second waiting job in the same domain (two smaller
+                        # jobs can beat one large one there)
+                        j2 = -1 if y < 0 else job_order[y]
+                        if j2 >= 0 and (j2 == j or st.job_dom[j2] >= 0 or pa.job_val[j2, g] < 0
+                                        or not pa.job_site_ok[j2, pa.dom_site[d]] or start_lvl[j2, g] < 0
+                                        or pa.job_gpus[j] + pa.job_gpus[j2] > pa.dom_gpus[d]):
+                            continue
+                        if tried >= max_moves:
+                            break
+                        tried += 1
+                        if _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, tmp.job_dom, inc, nbuf,
+                                       cand, cnt, run, j2):
+                            v = objective_usd(pa, st)
+                            if v > bval:
+                                bval = v
+                                found = True
+                                copy_into(best, st)
+                        copy_into(st, tmp)
             if found:
                 copy_into(st, best)
                 base = bval
