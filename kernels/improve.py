@@ -46,11 +46,24 @@ def copy_into(dst, src):
 
 @njit(cache=True)
 def force_place(pa, st, j, d, lvl, nbuf):
-    """Place job j in domain d at lvl on free GPUs, ignoring power (shedding follows); spread
-    over the racks with the most headroom first. Returns False when GPUs are short."""
+    """Place job j in domain d at lvl on free GPUs, ignoring power (shedding follows): on the
+    racks it runs on now if it runs in d and they have the GPUs free, else spread over the racks
+    with the most headroom first. Returns False when GPUs are short."""
     g = pa.dom_model[d]
     bk = pa.gpu_busy_kw[g, lvl]
     R = pa.dom_ptr[d + 1] - pa.dom_ptr[d]
+    if d == pa.job_run_dom[j]:      # a running job keeps its racks when their GPUs are free
+        ok = True
+        for r in range(R):
+            k = pa.dom_racks[pa.dom_ptr[d] + r]
+            if pa.job_run_n[j, r] > pa.rack_count[k] - st.rack_busy[k]:
+                ok = False
+                break
+        if ok:
+            for r in range(R):
+                nbuf[r] = pa.job_run_n[j, r]
+            job_place(pa, st, j, d, lvl, nbuf)
+            return True
     left = pa.job_gpus[j]
     for r in range(R):
         nbuf[r] = 0
