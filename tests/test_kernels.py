@@ -187,6 +187,43 @@ def test_curtail_sheds_to_new_limits_and_loses_little(cut):
     assert after >= kernels.objective(wq, fresh) - 0.05 * abs(kernels.objective(wq, fresh))
 
 
+@FAST
+@given(seed=hs.integers(0, 10_000))
+def test_started_replicas_match_naive(seed):
+    """n_started = replicas beyond what runs now on each rack; drop_started removes exactly those;
+    svc_relevel keeps every replica on an allowed level and demand served as before or better
+    (it drops only started replicas demand no longer needs)."""
+    from kernels.improve import drop_started, n_started, svc_relevel
+    p = generated(seed % 500, racks=20 + seed % 20)
+    ws = workspace(p)
+    pa = ws.pa
+    st = random_state(ws, np.random.default_rng(seed))
+    a = assignment_of(p, st)
+    for i in range(len(p.svc_ids)):
+        on = {}
+        for (k, _), r in a.svc_place[i].items():
+            on[k] = on.get(k, 0) + r
+        run = p.svc_running(i)
+        want = sum(max(0, n - run.get(k, 0)) for k, n in on.items())
+        assert n_started(pa.ref, st.ref, i) == want
+        s2 = kernels.copy_state(st)
+        drop_started(pa.ref, s2.ref, i)
+        assert n_started(pa.ref, s2.ref, i) == 0
+        left = {}
+        for (k, _), r in assignment_of(p, s2).svc_place[i].items():
+            left[k] = left.get(k, 0) + r
+        assert left == {k: min(n, run.get(k, 0)) for k, n in on.items() if min(n, run.get(k, 0)) > 0}
+        s3 = kernels.copy_state(st)
+        svc_relevel(pa.ref, s3.ref, i, p.gpu_cap_w.shape[1] - 1)
+        recompute(pa.ref, s3.ref)
+        served = min(p.svc_demand_rps[i], st.svc_cap_rps[i])
+        assert min(p.svc_demand_rps[i], s3.svc_cap_rps[i]) >= served - 1e-6
+        for x in range(int(s3.ng[0])):
+            if s3.g_svc[x] == i and s3.g_n[x] > 0:
+                g = pa.rack_model[s3.g_rack[x]]
+                assert pa.svc_minlev[i, g] <= s3.g_lvl[x] < pa.gpu_nlev[g]
+
+
 def test_kernels_never_import_scheduler():
     for path in (ROOT / "kernels").glob("*.py"):
         text = path.read_text()
@@ -197,7 +234,7 @@ def test_kernels_never_import_scheduler():
 def test_same_results_without_jit():
     """Re-run the reference tests and a few solves as plain Python (NUMBA_DISABLE_JIT=1)."""
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
-    subset = "figures or headroom or hull or brute_force or repair_any"
+    subset = "figures or headroom or hull or brute_force or repair_any or started_replicas"
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                         str(Path(__file__)), "-k", subset, "--hypothesis-seed=0"],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
