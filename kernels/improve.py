@@ -378,7 +378,9 @@ def _svc_on_rack(st, i, k):
 @njit(cache=True)
 def svc_relevel(pa, st, i, top):
     """Every replica of service i to level `top` (clamped to its model's allowed levels), then
-    drop the replicas started beyond what demand needs (fewer, faster replicas: fewer starts)."""
+    drop the started replicas no longer needed to serve what was served before (fewer, faster
+    replicas: fewer starts)."""
+    need = min(pa.svc_demand_rps[i], st.svc_cap_rps[i])
     for x in range(st.ng[0]):
         if st.g_svc[x] != i or st.g_n[x] <= 0:
             continue
@@ -399,7 +401,7 @@ def svc_relevel(pa, st, i, top):
         for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
             if pa.svc_run_rack[e] == k:
                 extra -= pa.svc_run_reps[e]
-        while st.g_n[x] > 0 and extra > 0 and st.svc_cap_rps[i] - rps >= pa.svc_demand_rps[i] - 1e-9:
+        while st.g_n[x] > 0 and extra > 0 and st.svc_cap_rps[i] - rps >= need - 1e-9:
             group_change(pa, st, x, -1)
             extra -= 1
 
