@@ -323,8 +323,9 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                         improved = True
                         continue
                 copy_into(st, tmp)
-        for i in range(len(pa.svc_gpr)):
-            # a service's replicas all at their top level, the started ones it no longer needs dropped
+        for i in range(len(pa.svc_gpr) if not improved else 0):
+            # (only when nothing else helped this round) a service's replicas all at their top
+            # level, the started ones no longer needed dropped
             if tried >= max_moves or n_started(pa, st, i) <= 0:
                 continue
             tried += 1
@@ -340,7 +341,7 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                     continue
             copy_into(st, tmp)
         G = pa.gpu_perf.shape[0]
-        for mv in range(len(pa.svc_gpr) * G):
+        for mv in range(len(pa.svc_gpr) * G if not improved else 0):
             # a service's started replicas restarted on one GPU model at its top level (training-
             # domain racks allowed: fewer, faster replicas, fewer starts), the rest topped up
             if tried >= max_moves:
