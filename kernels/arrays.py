@@ -108,29 +108,27 @@ def _state_ref(
         feed_kw, loop_kw, site_kw, svc_cap_rps, dom_free)
 
 
-class ProblemArrays(_ProblemTuple):
+class _WithRef:
+    """`ref` is what kernels take: a StructRef sharing the tuple's arrays (the tuple itself
+    without JIT), made once by the subclass's `_make_ref`."""
+
+    @property
+    def ref(self):
+        r = self.__dict__.get("_ref")
+        if r is None:
+            r = self if config.DISABLE_JIT else type(self)._make_ref(*self)
+            self.__dict__["_ref"] = r
+        return r
+
+
+class ProblemArrays(_WithRef, _ProblemTuple):
     __doc__ = _PROBLEM_DOC
-
-    @property
-    def ref(self):
-        """What kernels take: a StructRef sharing these arrays (the tuple itself without JIT)."""
-        r = self.__dict__.get("_ref")
-        if r is None:
-            r = self if config.DISABLE_JIT else _problem_ref(*self)
-            self.__dict__["_ref"] = r
-        return r
+    _make_ref = staticmethod(_problem_ref)
 
 
-class PlanState(_StateTuple):
+class PlanState(_WithRef, _StateTuple):
     __doc__ = _PLAN_DOC
-
-    @property
-    def ref(self):
-        r = self.__dict__.get("_ref")
-        if r is None:
-            r = self if config.DISABLE_JIT else _state_ref(*self)
-            self.__dict__["_ref"] = r
-        return r
+    _make_ref = staticmethod(_state_ref)
 
 
 def group_capacity(pa: ProblemArrays) -> int:

@@ -132,6 +132,19 @@ def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run, site):
 
 
 @njit(cache=True)
+def _keep_if_better(pa, st, tmp, base, ok):
+    """After a move on st (tmp holds the state before it): the new objective when the move left a
+    feasible plan (`ok`) that earns more than `base`; otherwise st is restored and NaN returned."""
+    if ok:
+        recompute(pa, st)
+        v = objective_usd(pa, st)
+        if v > base + 1e-7 * max(1.0, abs(base)):
+            return v
+    copy_into(st, tmp)
+    return np.nan
+
+
+@njit(cache=True)
 def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, nbuf, cand, cnt, run, j2):
     """Evict (ev: -1 nothing, -2 every job in d, else that job; with `relocate` also every
     replica on the site's training-domain racks), force job j into d at its start level, force
@@ -291,15 +304,12 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                     if st.g_svc[x] == i and st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] >= 0:
                         group_change(pa, st, x, -st.g_n[x])
             force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, -1, i)
-            if _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st):
-                recompute(pa, st)
-                v = objective_usd(pa, st)
-                if v > base + 1e-7 * max(1.0, abs(base)):
-                    base = v
-                    kept += 1
-                    improved = True
-                    continue
-            copy_into(st, tmp)
+            ok = _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st)
+            v = _keep_if_better(pa, st, tmp, base, ok)
+            if v == v:
+                base = v
+                kept += 1
+                improved = True
         for j in range(J):
             for step in (1, -1):   # raise a cap (shedding cheaper load), or lower it
                 d = st.job_dom[j]
@@ -314,15 +324,11 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                 job_relevel(pa, st, j, lv)
                 ok = _settle(pa, st, j if step > 0 else -1, j if step > 0 else -1, inc, nbuf, cand, cnt, run,
                              pa.dom_site[d])
-                if ok:
-                    recompute(pa, st)
-                    v = objective_usd(pa, st)
-                    if v > base + 1e-7 * max(1.0, abs(base)):
-                        base = v
-                        kept += 1
-                        improved = True
-                        continue
-                copy_into(st, tmp)
+                v = _keep_if_better(pa, st, tmp, base, ok)
+                if v == v:
+                    base = v
+                    kept += 1
+                    improved = True
         for i in range(len(pa.svc_gpr) if not improved else 0):
             # (only when nothing else helped this round) a service's replicas all at their top
             # level, the started ones no longer needed dropped
@@ -331,15 +337,12 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
             tried += 1
             copy_into(tmp, st)
             svc_relevel(pa, st, i, pa.gpu_perf.shape[1] - 1)
-            if _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st):
-                recompute(pa, st)
-                v = objective_usd(pa, st)
-                if v > base + 1e-7 * max(1.0, abs(base)):
-                    base = v
-                    kept += 1
-                    improved = True
-                    continue
-            copy_into(st, tmp)
+            ok = _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st)
+            v = _keep_if_better(pa, st, tmp, base, ok)
+            if v == v:
+                base = v
+                kept += 1
+                improved = True
         G = pa.gpu_perf.shape[0]
         for mv in range(len(pa.svc_gpr) * G if not improved else 0):
             # a service's started replicas restarted on one GPU model at its top level (training-
@@ -355,15 +358,12 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
             drop_started(pa, st, i)
             add_replicas(pa, st, i, g, lv, cnt, run, True, True)
             force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, -1, i)
-            if _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st):
-                recompute(pa, st)
-                v = objective_usd(pa, st)
-                if v > base + 1e-7 * max(1.0, abs(base)):
-                    base = v
-                    kept += 1
-                    improved = True
-                    continue
-            copy_into(st, tmp)
+            ok = _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st)
+            v = _keep_if_better(pa, st, tmp, base, ok)
+            if v == v:
+                base = v
+                kept += 1
+                improved = True
     return kept
 
 
