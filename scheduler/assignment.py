@@ -42,6 +42,7 @@ class Figures:
     job_moved: np.ndarray        # bool[J]
     svc_moves: np.ndarray        # i8[I] replicas started or stopped
     rate_usd_per_h: float
+    site_rate_usd_per_h: np.ndarray  # f8[S] the rate by site (inference split by capacity there)
     moves_usd: float
     objective_usd: float
     terms: dict = field(default_factory=dict)
@@ -52,6 +53,8 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
     busy_kw = np.zeros(K)
     busy = np.zeros(K, dtype=np.int64)
     capacity = np.zeros(len(p.svc_ids))
+    site_cap = np.zeros((len(p.svc_ids), S))
+    site_rate = np.zeros(S)
     train_usd = 0.0
     for j, level in enumerate(a.job_level.tolist()):
         if level < 0:
@@ -61,14 +64,18 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
             g = p.rack_model[k]
             busy[k] += n
             busy_kw[k] += n * p.gpu_busy_kw[g, level]
-        train_usd += p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, level]
+        usd = p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, level]
+        train_usd += usd
+        site_rate[p.rack_site[k]] += usd
     for i, place in enumerate(a.svc_place):
         gpr = p.svc_gpus_per_replica[i]
         for (k, level), r in place.items():
             g = p.rack_model[k]
             busy[k] += r * gpr
             busy_kw[k] += r * gpr * p.gpu_busy_kw[g, level]
-            capacity[i] += r * p.svc_replica_rps[i, g] * p.gpu_perf[g, level]
+            rps = r * p.svc_replica_rps[i, g] * p.gpu_perf[g, level]
+            capacity[i] += rps
+            site_cap[i, p.rack_site[k]] += rps
     miner_kw = np.zeros(K)
     th = np.zeros(K)
     is_miner = p.rack_kind == MINER
@@ -91,6 +98,10 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
     mining_usd = float(site_th.sum() * p.miner_usd_per_th_h)
     energy_usd = float(np.sum(site_kw / 1000.0 * p.site_price_usd_per_mwh))
     rate = train_usd + infer_usd - unserved_usd + mining_usd - energy_usd
+    # by site: a service's money goes where its capacity is (evenly when it runs nowhere)
+    share = np.where(capacity[:, None] > 0, site_cap / np.maximum(capacity, 1e-300)[:, None], 1.0 / S)
+    svc_usd = 3.6 * (served * p.svc_value_per_1k - (p.svc_demand_rps - served) * p.svc_penalty_per_1k)
+    site_rate += share.T @ svc_usd + site_th * p.miner_usd_per_th_h - site_kw / 1000.0 * p.site_price_usd_per_mwh
 
     moved = np.zeros(len(p.job_ids), dtype=bool)
     for j in range(len(p.job_ids)):
@@ -109,6 +120,7 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
     return Figures(rack_busy=busy, rack_kw=rack_kw, feed_kw=feed_kw, loop_heat_kw=loop_heat,
                    site_it_kw=site_it, site_cooling_kw=site_cool, site_kw=site_kw, site_th_s=site_th,
                    served_rps=served, job_moved=moved, svc_moves=svc_moves, rate_usd_per_h=rate,
+                   site_rate_usd_per_h=site_rate,
                    moves_usd=moves, objective_usd=p.interval_h * rate - moves,
                    terms={"training_usd_per_h": train_usd, "inference_usd_per_h": infer_usd,
                           "unserved_usd_per_h": unserved_usd, "mining_usd_per_h": mining_usd,

@@ -65,10 +65,8 @@ def cmd_plan(args) -> int:
     out = args.output or f"plan-{problem.name}.json"
     if result.assignment is None:
         _write_json(out, plan)
-        print(f"{problem.name}: no feasible plan ({result.method}, {result.seconds:.2f} s); "
-              f"these limits cannot all hold:", file=sys.stderr)
-        for reason in result.infeasible:
-            print(f"  {reason}", file=sys.stderr)
+        from .summary import print_infeasible
+        print_infeasible(problem.name, result.method, result.seconds, result.infeasible)
         return EXIT_FAIL
     _write_json(out, plan)
     if not args.quiet:

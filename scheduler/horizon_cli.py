@@ -5,9 +5,9 @@ when the scenario has `periods` or `--prices` is given."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .jsonio import write_json as _write_json
+from .summary import print_infeasible
 from .model import ScenarioError
 from .model.scenario import Scenario
 
@@ -78,10 +78,7 @@ def run_plan(args, sc: Scenario) -> int:
         _write_json(args.save_scenario, sc.model_dump(mode="json", exclude_none=True))
     if result.assignments is None:
         _write_json(out, plan)
-        print(f"{plan['scenario']}: no feasible horizon plan ({result.method}, {result.seconds:.2f} s); "
-              f"these limits cannot all hold:", file=sys.stderr)
-        for reason in result.infeasible:
-            print(f"  {reason}", file=sys.stderr)
+        print_infeasible(plan["scenario"], result.method, result.seconds, result.infeasible, "horizon plan")
         return EXIT_FAIL
     problems = verify_plan(sc, plan)
     if problems:  # a solver bug must never reach an operator as a plan

@@ -2,6 +2,8 @@
 loop, hashrate, GPUs busy, jobs scheduled/queued and profit per hour."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .assignment import Assignment, Figures
@@ -9,33 +11,16 @@ from .problem import GPU, Problem
 from .solve import SolveResult
 
 
+def print_infeasible(name: str, method: str, seconds: float, reasons: list[str], what: str = "plan") -> None:
+    """What `wattsched plan` prints on stderr when no plan exists: the limits that cannot all hold."""
+    print(f"{name}: no feasible {what} ({method}, {seconds:.2f} s); these limits cannot all hold:",
+          file=sys.stderr)
+    for reason in reasons:
+        print(f"  {reason}", file=sys.stderr)
+
+
 def _usd(x: float) -> str:
     return f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}"
-
-
-def site_profit_usd_per_h(p: Problem, a: Assignment, f: Figures) -> np.ndarray:
-    """Profit rate per site: work placed at the site (inference served split by capacity there)
-    plus hashing, minus its energy; unserved penalties go to the sites that host the service,
-    or evenly when it runs nowhere."""
-    S = len(p.site_ids)
-    out = np.zeros(S)
-    for j, c in enumerate(a.job_level.tolist()):
-        if c >= 0:
-            k = next(iter(a.job_place[j]))
-            g = p.rack_model[k]
-            out[p.rack_site[k]] += p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]
-    for i, place in enumerate(a.svc_place):
-        cap = np.zeros(S)
-        for (k, c), r in place.items():
-            g = p.rack_model[k]
-            cap[p.rack_site[k]] += r * p.svc_replica_rps[i, g] * p.gpu_perf[g, c]
-        share = cap / cap.sum() if cap.sum() > 0 else np.full(S, 1.0 / S)
-        served = f.served_rps[i]
-        out += share * 3.6 * (served * p.svc_value_per_1k[i]
-                              - (p.svc_demand_rps[i] - served) * p.svc_penalty_per_1k[i])
-    out += f.site_th_s * p.miner_usd_per_th_h
-    out -= f.site_kw / 1000.0 * p.site_price_usd_per_mwh
-    return out
 
 
 def summarize(p: Problem, result: SolveResult, a: Assignment, f: Figures) -> str:
@@ -45,7 +30,7 @@ def summarize(p: Problem, result: SolveResult, a: Assignment, f: Figures) -> str
     backend = f"/{result.backend}" if result.backend else ""
     lines.append(f"{p.name}: {result.method}{backend} {result.status} in {result.seconds:.2f} s; "
                  f"objective {_usd(f.objective_usd)} over {p.interval_h:g} h{bound}{gap}")
-    profit = site_profit_usd_per_h(p, a, f)
+    profit = f.site_rate_usd_per_h
     for s, sid in enumerate(p.site_ids):
         gpu = (p.rack_kind == GPU) & (p.rack_site == s)
         busy, total = int(f.rack_busy[gpu].sum()), int(p.rack_count[gpu].sum())

@@ -332,3 +332,5 @@ def test_two_site_generated_plan_verifies(seed):
     plan = assert_verified(sc, p, res)
     assert res.gap is not None and res.gap <= 1e-4 + 1e-12
     assert to_plan(p, res.assignment, res.solver_info())["objective_usd"] == plan["objective_usd"]
+    f = evaluate(p, res.assignment)   # the per-site rates the summary prints add up to the rate
+    assert f.site_rate_usd_per_h.sum() == pytest.approx(f.rate_usd_per_h, abs=1e-6)
