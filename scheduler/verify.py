@@ -88,6 +88,21 @@ def entries(body: dict, key: str, prefix: str, out: list[str]) -> list[tuple[str
     return res
 
 
+def known_entries(body: dict, key: str, prefix: str, out: list[str], known, what: str):
+    """(id, entry, path) of the plan list `key` whose ids are in `known`, each once; an unknown id
+    or a second entry for one id is a problem in `out`."""
+    seen = set()
+    for eid, e in entries(body, key, prefix, out):
+        path = f"{prefix}{key}[{eid}]"
+        if eid not in known:
+            out.append(f"{path}: unknown {what}")
+        elif eid in seen:
+            out.append(f"{path}: listed twice")
+        else:
+            seen.add(eid)
+            yield eid, e, path
+
+
 def body_structure(body: Any, prefix: str) -> list[str]:
     """Problems that make a section-5 body unreadable (then nothing else is checked)."""
     if not isinstance(body, dict):
@@ -236,14 +251,7 @@ def read_decisions(idx: Index, body: dict, prefix: str, out: list[str]) -> Decis
 
 
 def _read_racks(idx: Index, body: dict, prefix: str, dec: Decisions, bad: list[str], out: list[str]) -> None:
-    for rid, e in entries(body, "racks", prefix, bad):
-        path = f"{prefix}racks[{rid}]"
-        if rid not in idx.rack:
-            bad.append(f"{path}: unknown rack")
-            continue
-        if rid in dec.racks:
-            bad.append(f"{path}: listed twice")
-            continue
+    for rid, e, path in known_entries(body, "racks", prefix, bad, idx.rack, "rack"):
         dec.racks[rid] = e
         rack = idx.rack[rid][1]
         if rack.gpus is not None:
@@ -276,14 +284,7 @@ def _read_racks(idx: Index, body: dict, prefix: str, dec: Decisions, bad: list[s
 
 def _read_training(idx: Index, body: dict, prefix: str, dec: Decisions, bad: list[str], out: list[str]) -> None:
     seen = set()
-    for jid, e in entries(body, "training", prefix, bad):
-        path = f"{prefix}training[{jid}]"
-        if jid not in idx.job:
-            bad.append(f"{path}: unknown training job")
-            continue
-        if jid in seen:
-            bad.append(f"{path}: listed twice")
-            continue
+    for jid, e, path in known_entries(body, "training", prefix, bad, idx.job, "training job"):
         seen.add(jid)
         job = idx.job[jid]
         if "moved" not in e:
@@ -337,14 +338,7 @@ def _read_training(idx: Index, body: dict, prefix: str, dec: Decisions, bad: lis
 
 
 def _read_inference(idx: Index, body: dict, prefix: str, dec: Decisions, bad: list[str], out: list[str]) -> None:
-    for sid, e in entries(body, "inference", prefix, bad):
-        path = f"{prefix}inference[{sid}]"
-        if sid not in idx.svc:
-            bad.append(f"{path}: unknown inference service")
-            continue
-        if sid in dec.svcs:
-            bad.append(f"{path}: listed twice")
-            continue
+    for sid, e, path in known_entries(body, "inference", prefix, bad, idx.svc, "inference service"):
         dec.svcs[sid] = e
         svc = idx.svc[sid]
         served = read_number(e, "served_rps", path, bad)
@@ -529,11 +523,7 @@ def check_figures(idx: Index, cond: Conditions, body: dict, dec: Decisions, ph: 
     """Every reported kW, heat, capacity, limit, hashrate, busy-GPU and demand figure of a body."""
     out: list[str] = []
     seen = set()
-    for sid, e in entries(body, "sites", prefix, out):
-        path = f"{prefix}sites[{sid}]"
-        if sid not in idx.site or sid in seen:
-            out.append(f"{path}: " + ("listed twice" if sid in seen else "unknown site"))
-            continue
+    for sid, e, path in known_entries(body, "sites", prefix, out, idx.site, "site"):
         seen.add(sid)
         want = {"site_kw": ph.site_kw[sid], "it_kw": ph.site_it_kw[sid], "cooling_kw": ph.site_cooling_kw[sid],
                 "grid_limit_kw": cond.grid_limit_kw[sid], "hashrate_th_s": ph.site_th_s[sid]}
