@@ -39,6 +39,7 @@ def _scenario_with_from(args):
 
 def cmd_plan(args) -> int:
     from .problem import compile_problem
+    from .assignment import evaluate
     from .solve import SolveOptions, plan_of, solve
 
     # options first: a bad option is reported whatever the scenario (single-interval or horizon)
@@ -61,7 +62,8 @@ def cmd_plan(args) -> int:
         result = repair(problem, opts.warm_start, opts)
     else:
         result = solve(problem, args.solver, opts)
-    plan = plan_of(problem, result)
+    figures = evaluate(problem, result.assignment) if result.assignment is not None else None
+    plan = plan_of(problem, result, figures)
     out = args.output or f"plan-{problem.name}.json"
     if result.assignment is None:
         _write_json(out, plan)
@@ -70,12 +72,10 @@ def cmd_plan(args) -> int:
         return EXIT_FAIL
     _write_json(out, plan)
     if not args.quiet:
-        from .assignment import evaluate
         from .summary import summarize
         # with `-o -` stdout carries the plan JSON alone, so the summary goes to stderr
         summary_to = sys.stderr if out == "-" else sys.stdout
-        print(summarize(problem, result, result.assignment, evaluate(problem, result.assignment)),
-              file=summary_to)
+        print(summarize(problem, result, result.assignment, figures), file=summary_to)
         if out != "-":
             print(f"plan written to {out}")
     return EXIT_OK

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .assignment import Assignment, evaluate, to_plan, violations
+from .assignment import Assignment, Figures, evaluate, to_plan, violations
 from .problem import Problem
 
 STATUSES = ("optimal", "feasible", "infeasible")
@@ -87,12 +87,13 @@ def relative_gap(objective: float, bound: Optional[float]) -> Optional[float]:
     return max(0.0, bound - objective) / max(1.0, abs(objective))
 
 
-def plan_of(problem: Problem, result: SolveResult) -> dict:
-    """The SPEC section 5 plan of a result; for an infeasible result, the plan names the limits."""
+def plan_of(problem: Problem, result: SolveResult, f: Optional[Figures] = None) -> dict:
+    """The SPEC section 5 plan of a result; for an infeasible result, the plan names the limits.
+    `f` is the result's figures when the caller already has them."""
     if result.assignment is None:
         return {"scenario": problem.name, "solver": result.solver_info(), "objective_usd": None,
                 "infeasible": list(result.infeasible)}
-    f = evaluate(problem, result.assignment)
+    f = f if f is not None else evaluate(problem, result.assignment)
     broken = violations(problem, f)
     if broken:  # a solver bug must never reach an operator as a plan
         raise RuntimeError(f"{result.method} produced a plan that breaks limits: {'; '.join(broken[:5])}")
