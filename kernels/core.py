@@ -188,47 +188,57 @@ def group_new(pa, st, i, k, lv, n):
 @njit(cache=True)
 def recompute(pa, st):
     """Rebuild every figure of st from its decisions (removes float drift)."""
-    st.rack_busy[:] = 0
-    st.rack_kw[:] = pa.rack_base_kw
-    st.feed_kw[:] = 0.0
-    st.loop_kw[:] = 0.0
-    st.site_kw[:] = pa.site_base_kw
-    st.svc_cap_rps[:] = 0.0
-    st.dom_free[:] = pa.dom_gpus
-    K = len(pa.rack_kind)
+    # fields bound to locals once: each StructRef field read in a loop costs a refcount pair
+    rack_busy, rack_kw, dom_free, svc_cap = st.rack_busy, st.rack_kw, st.dom_free, st.svc_cap_rps
+    feed_kw, loop_kw, site_kw = st.feed_kw, st.loop_kw, st.site_kw
+    rack_kind, rack_model, rack_domain = pa.rack_kind, pa.rack_model, pa.rack_domain
+    busy_kw, dom_racks, dom_ptr, svc_gpr = pa.gpu_busy_kw, pa.dom_racks, pa.dom_ptr, pa.svc_gpr
+    rack_busy[:] = 0
+    rack_kw[:] = pa.rack_base_kw
+    feed_kw[:] = 0.0
+    loop_kw[:] = 0.0
+    site_kw[:] = pa.site_base_kw
+    svc_cap[:] = 0.0
+    dom_free[:] = pa.dom_gpus
+    K = len(rack_kind)
+    miners, mm_nmodes, mm_kw = st.miners, pa.mm_nmodes, pa.mm_kw
     for k in range(K):
-        if pa.rack_kind[k] == MINER_KIND:
-            mm = pa.rack_model[k]
-            for q in range(pa.mm_nmodes[mm]):
-                st.rack_kw[k] += st.miners[k, q] * pa.mm_kw[mm, q]
-    for j in range(len(st.job_dom)):
-        d = st.job_dom[j]
+        if rack_kind[k] == MINER_KIND:
+            mm = rack_model[k]
+            for q in range(mm_nmodes[mm]):
+                rack_kw[k] += miners[k, q] * mm_kw[mm, q]
+    job_dom, job_lvl, job_n, dom_model = st.job_dom, st.job_lvl, st.job_n, pa.dom_model
+    for j in range(len(job_dom)):
+        d = job_dom[j]
         if d < 0:
             continue
-        bk = pa.gpu_busy_kw[pa.dom_model[d], st.job_lvl[j]]
-        for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
-            n = st.job_n[j, r]
+        bk = busy_kw[dom_model[d], job_lvl[j]]
+        for r in range(dom_ptr[d + 1] - dom_ptr[d]):
+            n = job_n[j, r]
             if n > 0:
-                k = pa.dom_racks[pa.dom_ptr[d] + r]
-                st.rack_busy[k] += n
-                st.rack_kw[k] += n * bk
-                st.dom_free[d] -= n
+                k = dom_racks[dom_ptr[d] + r]
+                rack_busy[k] += n
+                rack_kw[k] += n * bk
+                dom_free[d] -= n
+    g_svc, g_rack, g_lvl, g_n = st.g_svc, st.g_rack, st.g_lvl, st.g_n
+    svc_rps, gpu_perf = pa.svc_rps, pa.gpu_perf
     for x in range(st.ng[0]):
-        n = st.g_n[x]
+        n = g_n[x]
         if n <= 0:
             continue
-        i, k, lv = st.g_svc[x], st.g_rack[x], st.g_lvl[x]
-        g = pa.rack_model[k]
-        st.rack_busy[k] += n * pa.svc_gpr[i]
-        st.rack_kw[k] += n * pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv]
-        st.svc_cap_rps[i] += n * pa.svc_rps[i, g] * pa.gpu_perf[g, lv]
-        d = pa.rack_domain[k]
+        i, k, lv = g_svc[x], g_rack[x], g_lvl[x]
+        g = rack_model[k]
+        rack_busy[k] += n * svc_gpr[i]
+        rack_kw[k] += n * svc_gpr[i] * busy_kw[g, lv]
+        svc_cap[i] += n * svc_rps[i, g] * gpu_perf[g, lv]
+        d = rack_domain[k]
         if d >= 0:
-            st.dom_free[d] -= n * pa.svc_gpr[i]
+            dom_free[d] -= n * svc_gpr[i]
+    rack_feed, rack_loop, rack_site, rack_fac = pa.rack_feed, pa.rack_loop, pa.rack_site, pa.rack_fac
     for k in range(K):
-        st.feed_kw[pa.rack_feed[k]] += st.rack_kw[k]
-        st.loop_kw[pa.rack_loop[k]] += st.rack_kw[k]
-        st.site_kw[pa.rack_site[k]] += st.rack_kw[k] * pa.rack_fac[k]
+        feed_kw[rack_feed[k]] += rack_kw[k]
+        loop_kw[rack_loop[k]] += rack_kw[k]
+        site_kw[rack_site[k]] += rack_kw[k] * rack_fac[k]
 
 
 @njit(cache=True)
@@ -253,30 +263,39 @@ def job_moved(pa, st, j):
 
 @njit(cache=True)
 def svc_move_replicas(pa, st, out):
-    """out[i] = Σ_k |replicas(i,k) − running(i,k)|."""
+    """out[i] = Σ_k |replicas(i,k) − running(i,k)|. Groups are bucketed by service (a counting
+    sort) and each service's net replicas per rack summed in a rack-indexed scratch array."""
     K = len(pa.rack_kind)
-    nrun = len(pa.svc_run_rack)
+    I = len(pa.svc_gpr)
     m = st.ng[0]
-    keys = np.empty(m + nrun, np.int64)
-    vals = np.empty(m + nrun, np.int64)
+    g_svc, g_rack, g_n = st.g_svc, st.g_rack, st.g_n
+    run_ptr, run_rack, run_reps = pa.svc_run_ptr, pa.svc_run_rack, pa.svc_run_reps
+    ptr = np.zeros(I + 1, np.int64)
     for x in range(m):
-        keys[x] = st.g_svc[x] * K + st.g_rack[x]
-        vals[x] = st.g_n[x]
-    for i in range(len(pa.svc_gpr)):
-        for e in range(pa.svc_run_ptr[i], pa.svc_run_ptr[i + 1]):
-            keys[m + e] = i * K + pa.svc_run_rack[e]
-            vals[m + e] = -pa.svc_run_reps[e]
-    order = np.argsort(keys)
-    out[:] = 0
-    e = 0
-    n = len(keys)
-    while e < n:
-        key = keys[order[e]]
+        ptr[g_svc[x] + 1] += 1
+    for i in range(I):
+        ptr[i + 1] += ptr[i]
+    order = np.empty(m, np.int64)
+    pos = ptr[:-1].copy()
+    for x in range(m):
+        order[pos[g_svc[x]]] = x
+        pos[g_svc[x]] += 1
+    net = np.zeros(K, np.int64)
+    for i in range(I):
+        for y in range(ptr[i], ptr[i + 1]):
+            net[g_rack[order[y]]] += g_n[order[y]]
+        for e in range(run_ptr[i], run_ptr[i + 1]):
+            net[run_rack[e]] -= run_reps[e]
         tot = 0
-        while e < n and keys[order[e]] == key:
-            tot += vals[order[e]]
-            e += 1
-        out[key // K] += abs(tot)
+        for y in range(ptr[i], ptr[i + 1]):     # each rack counted once: zeroed when read
+            k = g_rack[order[y]]
+            tot += abs(net[k])
+            net[k] = 0
+        for e in range(run_ptr[i], run_ptr[i + 1]):
+            k = run_rack[e]
+            tot += abs(net[k])
+            net[k] = 0
+        out[i] = tot
 
 
 @njit(cache=True)
@@ -284,22 +303,27 @@ def objective_usd(pa, st):
     """SPEC 4 objective of st: interval_h * rate − moves."""
     rate = 0.0
     moves = 0.0
-    for j in range(len(st.job_dom)):
-        d = st.job_dom[j]
+    job_dom = st.job_dom
+    for j in range(len(job_dom)):
+        d = job_dom[j]
         if d >= 0:
             rate += job_rate(pa, j, d, st.job_lvl[j])
         if job_moved(pa, st, j):
             moves += pa.job_move_usd[j]
-    for i in range(len(pa.svc_gpr)):
-        s = min(pa.svc_demand_rps[i], st.svc_cap_rps[i])
-        rate += 3.6 * s * pa.svc_val[i] - 3.6 * (pa.svc_demand_rps[i] - s) * pa.svc_pen[i]
-    for k in range(len(pa.rack_kind)):
-        if pa.rack_kind[k] == MINER_KIND:
-            mm = pa.rack_model[k]
-            for q in range(pa.mm_nmodes[mm]):
-                rate += st.miners[k, q] * pa.mm_th_s[mm, q] * pa.usd_per_th_h
-    for s in range(len(st.site_kw)):
-        rate -= st.site_kw[s] / 1000.0 * pa.site_price_usd_per_mwh[s]
+    demand, cap, val, pen = pa.svc_demand_rps, st.svc_cap_rps, pa.svc_val, pa.svc_pen
+    for i in range(len(demand)):
+        s = min(demand[i], cap[i])
+        rate += 3.6 * s * val[i] - 3.6 * (demand[i] - s) * pen[i]
+    rack_kind, rack_model, nmodes, miners, th_s = pa.rack_kind, pa.rack_model, pa.mm_nmodes, st.miners, pa.mm_th_s
+    usd_th = pa.usd_per_th_h
+    for k in range(len(rack_kind)):
+        if rack_kind[k] == MINER_KIND:
+            mm = rack_model[k]
+            for q in range(nmodes[mm]):
+                rate += miners[k, q] * th_s[mm, q] * usd_th
+    site_kw, price = st.site_kw, pa.site_price_usd_per_mwh
+    for s in range(len(site_kw)):
+        rate -= site_kw[s] / 1000.0 * price[s]
     sm = np.zeros(len(pa.svc_gpr), np.int64)
     svc_move_replicas(pa, st, sm)
     for i in range(len(sm)):

@@ -22,23 +22,27 @@ A_MINER, A_JOB_LVL, A_JOB_STOP, A_GRP_LVL, A_GRP_DEL = 0, 1, 2, 3, 4
 @njit(cache=True)
 def worst_violation(pa, st):
     """(resource kind, index, deficit in that resource's kW); kind -1 when all limits hold."""
-    for k in range(len(st.rack_kw)):
-        dv = st.rack_kw[k] - pa.rack_lim_kw[k]
+    rack_kw, rack_lim = st.rack_kw, pa.rack_lim_kw
+    for k in range(len(rack_kw)):
+        dv = rack_kw[k] - rack_lim[k]
         if dv > TOL_KW:
             return R_RACK, k, dv
     bt, bi, bd = -1, -1, 0.0
-    for f in range(len(st.feed_kw)):
-        dv = st.feed_kw[f] - pa.feed_lim_kw[f]
+    feed_kw, feed_lim = st.feed_kw, pa.feed_lim_kw
+    for f in range(len(feed_kw)):
+        dv = feed_kw[f] - feed_lim[f]
         if dv > TOL_KW and dv > bd:
             bt, bi, bd = R_FEED, f, dv
-    for lo in range(len(st.loop_kw)):
-        dv = st.loop_kw[lo] - pa.loop_cap_kw[lo]
+    loop_kw, loop_cap = st.loop_kw, pa.loop_cap_kw
+    for lo in range(len(loop_kw)):
+        dv = loop_kw[lo] - loop_cap[lo]
         if dv > TOL_KW and dv > bd:
             bt, bi, bd = R_LOOP, lo, dv
     if bt >= 0:
         return bt, bi, bd
-    for s in range(len(st.site_kw)):
-        dv = st.site_kw[s] - pa.site_lim_kw[s]
+    site_kw, site_lim = st.site_kw, pa.site_lim_kw
+    for s in range(len(site_kw)):
+        dv = site_kw[s] - site_lim[s]
         if dv > TOL_KW and dv > bd:
             bt, bi, bd = R_SITE, s, dv
     return bt, bi, bd
@@ -56,10 +60,28 @@ def weight(pa, rt, ri, k):
     return pa.rack_fac[k] if pa.rack_site[k] == ri else 0.0
 
 
+@njit(cache=True, inline="always")
+def _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac):
+    """`weight` on arrays bound by the caller (no StructRef reads in a scan's inner loop)."""
+    if rt == R_RACK:
+        return 1.0 if k == ri else 0.0
+    if rt == R_FEED:
+        return 1.0 if rack_feed[k] == ri else 0.0
+    if rt == R_LOOP:
+        return 1.0 if rack_loop[k] == ri else 0.0
+    return rack_fac[k] if rack_site[k] == ri else 0.0
+
+
 @njit(cache=True)
 def energy_usd(pa, k, dkw):
     """USD over the interval that dkw rack kW on rack k costs in energy (cooling included)."""
     return pa.interval_h * dkw * pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+
+
+@njit(cache=True, inline="always")
+def _energy(interval_h, dkw, fac, price):
+    """energy_usd from the rack's factor and its site's price (same arithmetic)."""
+    return interval_h * dkw * fac * price / 1000.0
 
 
 @njit(cache=True)
@@ -84,6 +106,17 @@ def shed(pa, st, keep_job, keep_level):
     """Shed until all power limits hold; returns False when nothing more can be shed.
     Job `keep_job` is never stopped, job `keep_level` never lowered (-1: none)."""
     J = len(st.job_dom)
+    # fields read in the scans bound once (each StructRef field read costs a refcount pair)
+    ih, usd_th, price = pa.interval_h, pa.usd_per_th_h, pa.site_price_usd_per_mwh
+    rack_kind, rack_model, rack_site, rack_fac, site_racks = (pa.rack_kind, pa.rack_model, pa.rack_site,
+                                                              pa.rack_fac, pa.site_racks)
+    rack_feed, rack_loop = pa.rack_feed, pa.rack_loop
+    mm_nmodes, mm_kw, mm_th_s, miners = pa.mm_nmodes, pa.mm_kw, pa.mm_th_s, st.miners
+    job_dom, job_lvl, job_n = st.job_dom, st.job_lvl, st.job_n
+    dom_site, dom_model, dom_ptr, dom_racks = pa.dom_site, pa.dom_model, pa.dom_ptr, pa.dom_racks
+    busy_kw, gpu_perf = pa.gpu_busy_kw, pa.gpu_perf
+    g_svc, g_lvl, g_rack, g_n = st.g_svc, st.g_lvl, st.g_rack, st.g_n
+    svc_gpr, svc_rps, svc_minlev = pa.svc_gpr, pa.svc_rps, pa.svc_minlev
     while True:
         rt, ri, deficit = worst_violation(pa, st)
         if rt < 0:
@@ -98,59 +131,59 @@ def shed(pa, st, keep_job, keep_level):
             site = ri if rt == R_SITE else (pa.feed_site[ri] if rt == R_FEED else pa.loop_site[ri])
             rl0, rl1 = pa.site_rack_ptr[site], pa.site_rack_ptr[site + 1]
         for xx in range(rl0, rl1):
-            k = ri if rt == R_RACK else pa.site_racks[xx]
-            if pa.rack_kind[k] != MINER_KIND:
+            k = ri if rt == R_RACK else site_racks[xx]
+            if rack_kind[k] != MINER_KIND:
                 continue
-            w = weight(pa, rt, ri, k)
+            w = _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac)
             if w <= 0.0:
                 continue
-            mm = pa.rack_model[k]
-            nq = pa.mm_nmodes[mm]
+            mm = rack_model[k]
+            nq = mm_nmodes[mm]
             for qf in range(nq):
-                if st.miners[k, qf] <= 0:
+                if miners[k, qf] <= 0:
                     continue
                 for qt in range(-1, nq):
-                    kt = 0.0 if qt < 0 else pa.mm_kw[mm, qt]
-                    tt = 0.0 if qt < 0 else pa.mm_th_s[mm, qt]
-                    dk = pa.mm_kw[mm, qf] - kt
+                    kt = 0.0 if qt < 0 else mm_kw[mm, qt]
+                    tt = 0.0 if qt < 0 else mm_th_s[mm, qt]
+                    dk = mm_kw[mm, qf] - kt
                     if dk <= 1e-12:
                         continue
-                    loss = pa.interval_h * (pa.mm_th_s[mm, qf] - tt) * pa.usd_per_th_h - energy_usd(pa, k, dk)
+                    loss = ih * (mm_th_s[mm, qf] - tt) * usd_th - _energy(ih, dk, rack_fac[k], price[rack_site[k]])
                     ratio = loss / min(dk * w, deficit)
                     if ratio < best_ratio:
                         best_ratio = ratio
                         bact, bx, by, bz = A_MINER, k, qf, qt
-                        bunits = min(st.miners[k, qf], int(np.ceil(deficit / (dk * w) - 1e-12)))
+                        bunits = min(miners[k, qf], int(np.ceil(deficit / (dk * w) - 1e-12)))
         # training jobs
         for j in range(J):
-            d = st.job_dom[j]
-            if d < 0 or pa.dom_site[d] != site:
+            d = job_dom[j]
+            if d < 0 or dom_site[d] != site:
                 continue
-            g = pa.dom_model[d]
-            lv = st.job_lvl[j]
+            g = dom_model[d]
+            lv = job_lvl[j]
             wkw = 0.0   # busy GPU count weighted by the resource
             ekw = 0.0   # energy USD per busy kW... accumulated per rack
-            for r in range(pa.dom_ptr[d + 1] - pa.dom_ptr[d]):
-                n = st.job_n[j, r]
+            for r in range(dom_ptr[d + 1] - dom_ptr[d]):
+                n = job_n[j, r]
                 if n > 0:
-                    k = pa.dom_racks[pa.dom_ptr[d] + r]
-                    wkw += n * weight(pa, rt, ri, k)
-                    ekw += energy_usd(pa, k, n)
+                    k = dom_racks[dom_ptr[d] + r]
+                    wkw += n * _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac)
+                    ekw += _energy(ih, n, rack_fac[k], price[rack_site[k]])
             if wkw <= 0.0:
                 continue
             val = pa.job_gpus[j] * pa.job_val[j, g]
             for lt in range(pa.job_minlev[j, g], lv if j != keep_level else 0):
-                dbk = pa.gpu_busy_kw[g, lv] - pa.gpu_busy_kw[g, lt]
+                dbk = busy_kw[g, lv] - busy_kw[g, lt]
                 if dbk <= 1e-12:
                     continue
-                loss = pa.interval_h * val * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, lt]) - ekw * dbk
+                loss = ih * val * (gpu_perf[g, lv] - gpu_perf[g, lt]) - ekw * dbk
                 ratio = loss / min(wkw * dbk, deficit)
                 if ratio < best_ratio:
                     best_ratio = ratio
                     bact, bx, by, bz, bunits = A_JOB_LVL, j, lt, 0, 1
             if not pa.job_req[j] and j != keep_job:
-                bk = pa.gpu_busy_kw[g, lv]
-                loss = pa.interval_h * val * pa.gpu_perf[g, lv] - ekw * bk
+                bk = busy_kw[g, lv]
+                loss = ih * val * gpu_perf[g, lv] - ekw * bk
                 if pa.job_run_dom[j] >= 0 and not job_moved(pa, st, j):
                     loss += pa.job_move_usd[j]
                 ratio = loss / min(wkw * bk, deficit)
@@ -159,33 +192,34 @@ def shed(pa, st, keep_job, keep_level):
                     bact, bx, by, bz, bunits = A_JOB_STOP, j, 0, 0, 1
         # inference groups
         for x in range(st.ng[0]):
-            n = st.g_n[x]
+            n = g_n[x]
             if n <= 0:
                 continue
-            k = st.g_rack[x]
-            if pa.rack_site[k] != site:
+            k = g_rack[x]
+            if rack_site[k] != site:
                 continue
-            w = weight(pa, rt, ri, k)
+            w = _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac)
             if w <= 0.0:
                 continue
-            i, lv = st.g_svc[x], st.g_lvl[x]
-            g = pa.rack_model[k]
-            gpr = pa.svc_gpr[i]
-            rps = pa.svc_rps[i, g]
-            for lt in range(pa.svc_minlev[i, g], lv):
-                dk = gpr * (pa.gpu_busy_kw[g, lv] - pa.gpu_busy_kw[g, lt])
+            i, lv = g_svc[x], g_lvl[x]
+            g = rack_model[k]
+            gpr = svc_gpr[i]
+            rps = svc_rps[i, g]
+            for lt in range(svc_minlev[i, g], lv):
+                dk = gpr * (busy_kw[g, lv] - busy_kw[g, lt])
                 if dk <= 1e-12:
                     continue
                 u = min(n, int(np.ceil(deficit / (dk * w) - 1e-12)))
-                loss = served_loss_usd(pa, st, i, u * rps * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, lt])) \
-                    - energy_usd(pa, k, u * dk)
+                loss = served_loss_usd(pa, st, i, u * rps * (gpu_perf[g, lv] - gpu_perf[g, lt])) \
+                    - _energy(ih, u * dk, rack_fac[k], price[rack_site[k]])
                 ratio = loss / min(u * dk * w, deficit)
                 if ratio < best_ratio:
                     best_ratio = ratio
                     bact, bx, by, bz, bunits = A_GRP_LVL, x, lt, 0, u
-            dk = gpr * pa.gpu_busy_kw[g, lv]
+            dk = gpr * busy_kw[g, lv]
             u = min(n, int(np.ceil(deficit / (dk * w) - 1e-12)))
-            loss = served_loss_usd(pa, st, i, u * rps * pa.gpu_perf[g, lv]) - energy_usd(pa, k, u * dk)
+            loss = served_loss_usd(pa, st, i, u * rps * gpu_perf[g, lv]) - _energy(ih, u * dk, rack_fac[k],
+                                                                                 price[rack_site[k]])
             if running_on(pa, i, k) > 0:
                 loss += u * pa.svc_move_usd[i]
             ratio = loss / min(u * dk * w, deficit)
