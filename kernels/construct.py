@@ -344,16 +344,20 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force, domains):
     if x1 > x0 and not force and pa.svc_move_usd[i] > 0:
         _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h, pa.model_racks[x0])
     opp = -1.0
+    demand, cap, model_racks, rack_domain = pa.svc_demand_rps[i], st.svc_cap_rps, pa.model_racks, pa.rack_domain
+    rack_count, rack_busy, rack_site, site_ok, gpr = pa.rack_count, st.rack_busy, pa.rack_site, pa.svc_site_ok, pa.svc_gpr[i]
     for x in range(x0, x1):
-        if pa.svc_demand_rps[i] - st.svc_cap_rps[i] <= 1e-9:
+        if demand - cap[i] <= 1e-9:
             break
-        k = pa.model_racks[x]
-        if pa.rack_domain[k] >= 0:
+        k = model_racks[x]
+        if rack_domain[k] >= 0:
             if not domains:
                 break           # domain racks come last in the model's rack order
             if opp < 0 and not force:
                 opp = gpu_opportunity_usd_h(pa, st, g)
                 _upgrade_all(pa, st, i, g, lv, pa.svc_move_usd[i] / pa.interval_h + pa.svc_gpr[i] * opp, k)
+        if rack_count[k] - rack_busy[k] < gpr or not site_ok[i, rack_site[k]]:
+            continue            # no replica fits (what _add_on_rack checks first), without the call
         _add_on_rack(pa, st, i, k, lv, cnt, run, force, domains)
     for x in range(st.ng[0]):
         cnt[st.g_rack[x]] = 0
@@ -365,14 +369,16 @@ def add_replicas(pa, st, i, g, lv, cnt, run, force, domains):
 def upgrade_replicas(pa, st, i, g, lv, max_usd_per_rps):
     """Raise replicas of service i on model-g racks to level lv while demand is unmet and the
     upgrade pays, and (when finite) costs less than max_usd_per_rps (USD/h per rps gained)."""
+    demand, cap, rack_model = pa.svc_demand_rps[i], st.svc_cap_rps, pa.rack_model
+    g_svc, g_n, g_lvl, g_rack = st.g_svc, st.g_n, st.g_lvl, st.g_rack
     for x in range(st.ng[0]):
-        need = pa.svc_demand_rps[i] - st.svc_cap_rps[i]
+        need = demand - cap[i]
         if need <= 1e-9:
             return
-        if st.g_svc[x] != i or st.g_n[x] <= 0 or st.g_lvl[x] >= lv:
+        if g_svc[x] != i or g_n[x] <= 0 or g_lvl[x] >= lv:
             continue
-        k = st.g_rack[x]
-        if pa.rack_model[k] != g:
+        k = g_rack[x]
+        if rack_model[k] != g:
             continue
         cur = st.g_lvl[x]
         dk = pa.svc_gpr[i] * (pa.gpu_busy_kw[g, lv] - pa.gpu_busy_kw[g, cur])
@@ -403,6 +409,8 @@ def miner_up(pa, st, k, qf, qt):
     else:
         avail = st.miners[k, qf]
         dk = pa.mm_kw[mm, qt] - pa.mm_kw[mm, qf]
+    if avail <= 0:
+        return
     t = min(avail, units_fit(pa, st, k, dk))
     if t > 0:
         if qf >= 0:
