@@ -316,9 +316,21 @@ def _upgrade_all(pa, st, i, g, lv, extra_usd_h, k_ref):
     e = pa.rack_fac[k_ref] * pa.site_price_usd_per_mwh[pa.rack_site[k_ref]] / 1000.0
     add_cost = (pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv] * e + extra_usd_h) / (pa.svc_rps[i, g] * pa.gpu_perf[g, lv])
     for g2 in range(pa.svc_rps.shape[1]):
-        if pa.svc_rps[i, g2] > 0:
+        if pa.svc_rps[i, g2] > 0 and _below_top(pa, st, i, g2):
             for up in range(pa.svc_minlev[i, g2] + 1, pa.gpu_nlev[g2]):
                 upgrade_replicas(pa, st, i, g2, up, add_cost)
+
+
+@njit(cache=True)
+def _below_top(pa, st, i, g):
+    """Does service i have replicas on model-g racks below the model's top level? (If not, no
+    upgrade of i on model g can apply: upgrades only create model-g replicas.)"""
+    top = pa.gpu_nlev[g] - 1
+    g_svc, g_n, g_lvl, g_rack, rack_model = st.g_svc, st.g_n, st.g_lvl, st.g_rack, pa.rack_model
+    for x in range(st.ng[0]):
+        if g_svc[x] == i and g_n[x] > 0 and g_lvl[x] < top and rack_model[g_rack[x]] == g:
+            return True
+    return False
 
 
 @njit(cache=True)

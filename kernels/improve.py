@@ -273,6 +273,8 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                         if tried >= max_moves:
                             break
                         tried += 1
+                        if x == 0 and nd == 1:
+                            continue    # evicting d's only job: the evict-all move just tried
                         if _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, tmp.job_dom, inc, nbuf,
                                        cand, cnt, run, j2):
                             v = objective_usd(pa, st)
