@@ -190,9 +190,11 @@ def test_curtail_sheds_to_new_limits_and_loses_little(cut):
 @FAST
 @given(seed=hs.integers(0, 10_000))
 def test_started_replicas_match_naive(seed):
-    """n_started = replicas beyond what runs now on each rack; drop_started removes exactly those;
+    """n_started = replicas beyond what runs now on each rack (and _below_top: any replica on a
+    model's racks below its top level); drop_started removes exactly those;
     svc_relevel keeps every replica on an allowed level and demand served as before or better
     (it drops only started replicas demand no longer needs)."""
+    from kernels.construct import _below_top as below_top
     from kernels.improve import drop_started, n_started, svc_relevel
     p = generated(seed % 500, racks=20 + seed % 20)
     ws = workspace(p)
@@ -206,6 +208,10 @@ def test_started_replicas_match_naive(seed):
         run = p.svc_running(i)
         want = sum(max(0, n - run.get(k, 0)) for k, n in on.items())
         assert n_started(pa.ref, st.ref, i) == want
+        for g in range(pa.gpu_perf.shape[0]):     # replicas below the model's top level?
+            below = any(r > 0 and pa.rack_model[k] == g and lvl < pa.gpu_nlev[g] - 1
+                        for (k, lvl), r in a.svc_place[i].items())
+            assert below_top(pa.ref, st.ref, i, g) == below
         s2 = kernels.copy_state(st)
         drop_started(pa.ref, s2.ref, i)
         assert n_started(pa.ref, s2.ref, i) == 0
