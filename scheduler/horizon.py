@@ -23,8 +23,8 @@ on the upper concave hull of (kW, TH/s). The reported gap is against this model'
 bound. The rolling-horizon plan is the MIP start, and the better verified plan is returned.
 
 A horizon whose model would exceed MAX_HORIZON_COLUMNS (e.g. 192 periods of the 18 MW
-example: its LP relaxation alone takes minutes on two cores) is planned by the rolling
-horizon with every period polished by the single-interval MILP instead (`milp-rolling`).
+example: its LP relaxation alone takes minutes on two cores) is planned with the aggregated
+horizon MILP of `scheduler.horizon_agg` instead (`milp-aggregated`).
 """
 from __future__ import annotations
 
@@ -48,10 +48,9 @@ from .solve import SolveOptions, relative_gap
 
 _EMPTY = pulp.LpProblem("empty")
 HULL_ABOVE_PATTERNS = 20000    # miner pattern columns over the horizon above which only hull patterns run
-MAX_HORIZON_COLUMNS = 45000    # above: rolling horizon with per-period MILP polish (a 2-core machine
-                               # reaches 0.5 % on 24 periods of the 18 MW site (40k columns) in ~30 s,
-                               # 3.6 % on 48 in 120 s, and needs ~130 s for the LP relaxation of 192)
-DEFAULT_POLISH_S = 100.0       # polish budget when no time limit is given
+MAX_HORIZON_COLUMNS = 45000    # above: the aggregated horizon MILP (a 2-core machine reaches 0.5 %
+                               # on 24 periods of the 18 MW site (40k columns) in ~30 s, 3.6 % on 48
+                               # in 120 s, and needs ~130 s for the LP relaxation of 192)
 
 
 def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
@@ -533,9 +532,10 @@ def horizon_columns(h: Horizon) -> int:
 
 def plan_horizon(h: Horizon, method: str = "milp", opts: Optional[SolveOptions] = None) -> HorizonResult:
     """`milp`: the multi-period MILP warm-started from the rolling plan; a horizon whose model
-    would exceed MAX_HORIZON_COLUMNS is planned instead by the rolling horizon with each period
-    polished by the single-interval MILP within the time limit (method `milp-rolling`, no
-    horizon bound). `rolling`: the kernels' fast path."""
+    would exceed MAX_HORIZON_COLUMNS is planned with the aggregated horizon MILP instead
+    (`scheduler.horizon_agg`, method `milp-aggregated`: exact plans, gap against a bound of
+    that relaxation). `rolling`: the kernels' fast path."""
+    from .horizon_agg import solve_horizon_aggregated
     from .horizon_rolling import solve_rolling
 
     opts = opts or SolveOptions()
@@ -545,11 +545,9 @@ def plan_horizon(h: Horizon, method: str = "milp", opts: Optional[SolveOptions] 
         cols = horizon_columns(h)
         if cols <= MAX_HORIZON_COLUMNS:
             return solve_horizon_milp(h, opts)
-        budget_s = 0.9 * opts.time_limit_s if opts.time_limit_s else DEFAULT_POLISH_S
-        res = solve_rolling(h, opts, polish_s=budget_s)
-        res.method = "milp-rolling"
-        res.extra["why"] = (f"the horizon MILP would have {cols} columns (more than {MAX_HORIZON_COLUMNS}); "
-                            "each period polished by the single-interval MILP instead")
+        res = solve_horizon_aggregated(h, opts)
+        res.extra["why"] = (f"the exact horizon MILP would have {cols} columns (more than {MAX_HORIZON_COLUMNS}); "
+                            "planned with the aggregated horizon MILP")
         return res
     raise ValueError(f"--horizon-solver: unknown method '{method}' (known: milp, rolling)")
 

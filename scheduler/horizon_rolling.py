@@ -131,10 +131,32 @@ def raise_to_floor(p: Problem, a: Assignment, floor_kw: np.ndarray) -> Assignmen
     return a
 
 
-def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: float = 0.0) -> HorizonResult:
+def follow_schedule(h: Horizon, p: int, work: WorkState, chosen: dict[int, tuple[int, int]]):
+    """Job values, required flags and lowest cap levels for period p that make the period's
+    solver run exactly the jobs in `chosen` (job -> (domain, level) of the aggregated horizon
+    MILP) on that domain's GPU model at that level or above, while they have work left."""
+    prob = h.problems[p]
+    values = np.full_like(prob.job_value_per_gpu_h, np.nan)
+    required = np.zeros_like(prob.job_required)
+    min_level = prob.job_min_level.copy()
+    for j, (d, c) in chosen.items():
+        if work.finished(j):
+            continue
+        g = int(prob.domain_model[d])
+        values[j, g] = prob.job_value_per_gpu_h[j, g]
+        min_level[j, g] = max(int(min_level[j, g]), int(c))
+        required[j] = True
+    return values, required, min_level
+
+
+def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: float = 0.0,
+                  schedule: Optional[list[dict[int, tuple[int, int]]]] = None) -> HorizonResult:
     """Plan the periods in order with the kernels (status `feasible`). With `polish_s`, each
     period's kernel plan is also handed to the single-interval MILP as a MIP start, with an
-    equal share of `polish_s` as its time limit, and the better plan of the period is kept."""
+    equal share of `polish_s` as its time limit, and the better plan of the period is kept.
+    With `schedule` (per period: job -> (domain, level)), the periods run those jobs instead of
+    choosing them by `job_values` (the disaggregation of `scheduler.horizon_agg`); a period
+    whose chosen jobs cannot all be packed keeps those it can."""
     from .heuristic import solve_heuristic
 
     opts = opts or SolveOptions()
@@ -152,15 +174,22 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         if prev is None:
             running_jobs = frozenset(j for j in range(len(base.job_ids)) if base.job_run_domain[j] >= 0)
         values, required = job_values(h, p, work, running_jobs)
+        extra = {}
+        if schedule is not None:
+            values, required, extra["job_min_level"] = follow_schedule(h, p, work, schedule[p])
         grid = np.minimum(base.site_grid_limit_kw, ceiling[p])
         if prev_site is not None:
             up = np.where(np.isnan(ramp), np.inf, prev_site + ramp * h.hours[p])
             grid = np.minimum(grid, up)
         running = None if prev is None else only_jobs(
             prev, [j for j in range(len(base.job_ids)) if not work.finished(j)])
-        changes = dict(job_value_per_gpu_h=values, job_required=required, site_grid_limit_kw=grid)
+        changes = dict(job_value_per_gpu_h=values, job_required=required, site_grid_limit_kw=grid, **extra)
         prob = with_running(base, running, **changes) if prev is not None else _replace(base, **changes)
         res = solve_heuristic(prob, SolveOptions(warm_start=prev))
+        if res.assignment is None and schedule is not None and required.any():
+            # the aggregated model's packing does not split into racks here: keep what fits
+            prob = dataclasses.replace(prob, job_required=prob.job_required & base.job_required)
+            res = solve_heuristic(prob, SolveOptions(warm_start=prev))
         if res.assignment is None:
             return HorizonResult(None, "rolling", "infeasible", time.perf_counter() - t0,
                                  infeasible=[f"{r}@p{p}" for r in res.infeasible])

@@ -1,0 +1,655 @@
+"""The aggregated horizon MILP: a relaxation of SPEC 6 small enough for 192 periods.
+
+The exact multi-period model (`scheduler.horizon`) keeps every GPU rack and every miner
+pattern of every period; for two days of 15-minute periods of an 18 MW site that is
+~260k columns and its LP relaxation alone takes minutes. This model keeps every decision
+that links periods exactly - which training job runs in which domain at which cap level
+in every period, the work it earns, when it completes, its lateness and its moves - and
+aggregates what only matters within a period:
+
+- identical GPU racks (same domain, model, feed, loop, GPUs, limit, base) form one group
+  with continuous busy-GPU counts per level (training) and replicas per (service, level);
+  the group's GPU and power rows are the sums of its racks' rows;
+- identical miner racks form one group running a continuous number of racks per pattern on
+  the upper concave hull of (kW, TH/s) - the convex hull of every pattern, since the limits
+  see a rack only through its kW;
+- inference replica moves are counted per rack group (|sum of changes| <= sum of |changes|);
+  a job pays its move cost when it leaves a domain it ran in unless its work was complete;
+- lateness is bounded below by the work left at the deadline over the job's full-speed rate
+  (a job delivers at most `gpus` GPU-hours per hour), or the whole overrun when it never
+  completes.
+
+Every feasible SPEC 6 plan maps to a feasible point of this model with at least its
+objective, so the model's dual bound is a valid upper bound on the best horizon plan. Its
+solution is disaggregated into an exact plan by the rolling horizon restricted to the chosen
+(job, GPU model, cap level) per period (`solve_rolling(schedule=...)`); that plan is
+evaluated and verified exactly, and the gap reported is against this model's bound.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import math
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Optional
+
+import highspy
+import numpy as np
+
+from .assignment import Assignment
+from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, period_violations
+from .horizon_rolling import solve_rolling
+from .milp_model import miner_patterns
+from .problem import GPU, Problem
+from .solve import SolveOptions, relative_gap
+
+INF = math.inf
+
+
+class LinearModel:
+    """Columns and rows collected in arrays, passed to HiGHS in one call."""
+
+    def __init__(self):
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.cost: list[float] = []
+        self.integer: list[bool] = []
+        self.rlo: list[float] = []
+        self.rhi: list[float] = []
+        self.rstart: list[int] = [0]
+        self.ridx: list[int] = []
+        self.rval: list[float] = []
+        self.constant = 0.0
+
+    def col(self, lb: float = 0.0, ub: float = INF, cost: float = 0.0, integer: bool = False) -> int:
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.cost.append(cost)
+        self.integer.append(integer)
+        return len(self.lb) - 1
+
+    def row(self, terms, lo: float = -INF, hi: float = INF) -> int:
+        acc: dict[int, float] = {}
+        for c, a in terms:
+            acc[c] = acc.get(c, 0.0) + a
+        for c, a in acc.items():
+            if a != 0.0:
+                self.ridx.append(c)
+                self.rval.append(a)
+        self.rstart.append(len(self.ridx))
+        self.rlo.append(lo)
+        self.rhi.append(hi)
+        return len(self.rlo) - 1
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.lb)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rlo)
+
+    def highs(self, relax: bool = False) -> highspy.Highs:
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n_cols
+        lp.num_row_ = self.n_rows
+        lp.col_cost_ = np.array(self.cost, dtype=np.float64)
+        lp.col_lower_ = np.array(self.lb, dtype=np.float64)
+        lp.col_upper_ = np.array(self.ub, dtype=np.float64)
+        lp.row_lower_ = np.array(self.rlo, dtype=np.float64)
+        lp.row_upper_ = np.array(self.rhi, dtype=np.float64)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.num_col_ = self.n_cols
+        lp.a_matrix_.num_row_ = self.n_rows
+        lp.a_matrix_.start_ = np.array(self.rstart, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(self.ridx, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(self.rval, dtype=np.float64)
+        lp.sense_ = highspy.ObjSense.kMaximize
+        lp.offset_ = self.constant
+        if not relax:
+            lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                               for i in self.integer]
+        hs = highspy.Highs()
+        hs.setOptionValue("output_flag", False)
+        hs.passModel(lp)
+        return hs
+
+
+@dataclass
+class _GpuGroup:
+    racks: list[int]
+    domain: int
+    model: int
+    site: int
+    feed: int
+    loop: int
+    count: int
+    room_kw: float            # per rack: limit - base
+    factor: float
+    services: dict[int, list[int]] = field(default_factory=dict)   # service -> allowed levels
+
+
+@dataclass
+class _MinerGroup:
+    racks: list[int]
+    model: int
+    site: int
+    feed: int
+    loop: int
+    count: int
+    room_kw: float
+    factor: float
+    pattern_kw: np.ndarray
+    pattern_th: np.ndarray
+    patterns: np.ndarray      # [n, Q] miners per mode (fractional for LP vertices)
+
+
+def _upper_hull(pkw: np.ndarray, pth: np.ndarray) -> list[int]:
+    """Indices of the vertices of the upper concave hull of (kW, TH/s) with the origin."""
+    pts = sorted([(0.0, 0.0, -1)] + [(float(pkw[n]), float(pth[n]), n) for n in range(len(pkw))],
+                 key=lambda t: (t[0], -t[1]))
+    hull: list[tuple[float, float, int]] = []
+    for pt in pts:
+        if hull and abs(pt[0] - hull[-1][0]) <= 1e-12:
+            continue          # same kW, lower TH/s (sorted): never on the upper hull
+        while len(hull) >= 2:
+            (x1, y1, _), (x2, y2, _) = hull[-2], hull[-1]
+            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) >= -1e-12:
+                hull.pop()
+            else:
+                break
+        hull.append(pt)
+    return [n for _, _, n in hull if n >= 0]
+
+
+def _lp_vertices(count: int, kw: np.ndarray, th: np.ndarray, room_kw: float):
+    """Vertices of {miners per mode >= 0, sum <= count, kW <= room}: one mode alone, or two
+    modes filling both the count and the room (fractional miners: a relaxation)."""
+    Q = len(kw)
+    vecs = []
+    for q in range(Q):
+        v = np.zeros(Q)
+        v[q] = min(float(count), room_kw / kw[q]) if kw[q] > 0 else float(count)
+        vecs.append(v)
+        for r in range(q + 1, Q):
+            if abs(kw[q] - kw[r]) <= 1e-12:
+                continue
+            a = (room_kw - kw[r] * count) / (kw[q] - kw[r])     # miners in mode q
+            if 0.0 <= a <= count:
+                v = np.zeros(Q)
+                v[q], v[r] = a, count - a
+                vecs.append(v)
+    V = np.array(vecs).reshape(-1, Q)
+    return V, V @ kw, V @ th
+
+
+def _groups(p: Problem) -> tuple[list[_GpuGroup], list[_MinerGroup]]:
+    gpu: dict[tuple, list[int]] = defaultdict(list)
+    miner: dict[tuple, list[int]] = defaultdict(list)
+    for k in range(p.n_racks):
+        key = (int(p.rack_model[k]), int(p.rack_site[k]), int(p.rack_feed[k]), int(p.rack_loop[k]),
+               int(p.rack_count[k]), float(p.rack_limit_kw[k]), float(p.rack_base_kw[k]))
+        if p.rack_kind[k] == GPU:
+            svc = tuple(i for i in range(len(p.svc_ids)) if p.svc_rack_ok(i, k))
+            gpu[(int(p.rack_domain[k]),) + key + (svc,)].append(k)
+        else:
+            miner[key].append(k)
+    groups = []
+    for (d, g, s, f, l, count, limit, base, svc), racks in gpu.items():
+        gg = _GpuGroup(racks, d, g, s, f, l, count, limit - base, float(p.rack_site_factor[racks[0]]))
+        for i in svc:
+            gg.services[i] = list(range(int(p.svc_min_level[i, g]), int(p.gpu_n_levels[g])))
+        groups.append(gg)
+    mgroups = []
+    for (mm, s, f, l, count, limit, base), racks in miner.items():
+        nq = int(p.miner_n_modes[mm])
+        kw, th = p.miner_kw[mm, :nq], p.miner_th_s[mm, :nq]
+        pats = miner_patterns(count, kw, th, limit - base, keep_all_kw=True)
+        if pats is None:      # too many to enumerate: the vertices of the rack's LP relaxation
+            pats = _lp_vertices(count, kw, th, limit - base)
+        V, pkw, pth = pats
+        keep = _upper_hull(pkw, pth)
+        mgroups.append(_MinerGroup(racks, mm, s, f, l, count, limit - base, float(p.rack_site_factor[racks[0]]),
+                                   pkw[keep], pth[keep], V[keep]))
+    return groups, mgroups
+
+
+class AggregatedHorizon:
+    """The aggregated horizon MILP of `h` (see the module docstring)."""
+
+    def __init__(self, h: Horizon, block: int = 1):
+        self.h = h
+        self.block = block          # periods that share one training decision (1: exact model)
+        self._xcol: dict[tuple[int, int, int, int], int] = {}
+        self.m = LinearModel()
+        p0 = h.problems[0]
+        self.groups, self.mgroups = _groups(p0)
+        J, I = len(p0.job_ids), len(p0.svc_ids)
+        P = h.n_periods
+        start = WorkState.start(h)
+        self.tracked = [not np.isnan(h.remaining_gpu_h[j]) for j in range(J)]
+        self.finished0 = [start.finished(j) for j in range(J)]
+        self.x: dict[tuple[int, int, int, int], int] = {}      # (p, j, d, c)
+        self.z: dict[tuple[int, int], int] = {}                # (p, j): work complete before p
+        self.earned: dict[tuple[int, int], list[tuple[int, int]]] = {}   # (p, j) -> [(col, model)]
+        self.x_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)   # (p, j, d) -> x columns
+        self.r: dict[tuple[int, int, int, int], int] = {}      # (p, service, group, level)
+        self.r_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+        self.site_kw: list[dict[int, tuple[list, float]]] = []
+        m = self.m
+        # --- completion indicators (tracked jobs) ----------------------------------------------
+        for j in range(J):
+            if self.tracked[j] and not self.finished0[j]:
+                for p in range(1, P + 1):
+                    self.z[p, j] = m.col(0, 1, integer=True)
+                    if p > 1:
+                        m.row([(self.z[p - 1, j], 1), (self.z[p, j], -1)], hi=0)
+        for p in range(P):
+            self._period(p)
+        self._work_and_lateness()
+        self._moves()
+        self._ramp()
+
+    # --- one period ---------------------------------------------------------------------------
+    def _period(self, p: int):
+        h, m = self.h, self.m
+        prob = h.problems[p]
+        hrs = float(prob.interval_h)
+        price_kw = hrs * prob.site_price_usd_per_mwh / 1000.0
+        J, I = len(prob.job_ids), len(prob.svc_ids)
+        site_terms: dict[int, list] = defaultdict(list)
+        feed_terms: dict[int, list] = defaultdict(list)
+        loop_terms: dict[int, list] = defaultdict(list)
+        # training: (job, domain, level) binaries
+        at: dict[tuple[int, int], list] = defaultdict(list)          # (d, c) -> [(x, gpus)]
+        for j in range(J):
+            if self.finished0[j]:
+                continue
+            mine, job_x = [], []
+            for d in range(len(prob.domain_ids)):
+                if not prob.job_domain_ok(j, d):
+                    continue
+                g = int(prob.domain_model[d])
+                for c in range(int(prob.job_min_level[j, g]), int(prob.gpu_n_levels[g])):
+                    if prob.job_gpus[j] > self._level_room(prob, d, c):
+                        continue      # the domain's racks cannot hold all its GPUs at this cap
+                    rev = 0.0 if self.tracked[j] else hrs * prob.job_gpus[j] * prob.job_value_per_gpu_h[j, g] * prob.gpu_perf[g, c]
+                    key = (p // self.block, j, d, c)
+                    if key in self._xcol:
+                        v = self._xcol[key]
+                        m.cost[v] += rev
+                    else:
+                        v = self._xcol[key] = m.col(0, 1, rev, integer=True)
+                    self.x[p, j, d, c] = v
+                    at[d, c].append((v, int(prob.job_gpus[j])))
+                    mine.append(v)
+                    job_x.append((v, d, c))
+                    self.x_of[p, j, d].append(v)
+            if not mine:
+                continue
+            z = self.z.get((p, j)) if p > 0 else None
+            once = [(v, 1) for v in mine] + ([(z, 1)] if z is not None else [])
+            m.row(once, hi=1)
+            if prob.job_required[j]:
+                m.row(once, lo=1)       # runs until its work is complete (untracked: always)
+            if self.tracked[j]:
+                cols = []
+                for g in sorted({int(prob.domain_model[d]) for _, d, _ in job_x}):
+                    e = m.col(0, INF, float(prob.job_value_per_gpu_h[j, g]))
+                    terms = [(e, 1.0)]
+                    for v, d, c in job_x:
+                        if int(prob.domain_model[d]) == g:
+                            terms.append((v, -hrs * prob.job_gpus[j] * prob.gpu_perf[g, c]))
+                    m.row(terms, hi=0)
+                    cols.append((e, g))
+                self.earned[p, j] = cols
+        # GPU groups: training GPUs per level, replicas per (service, level)
+        dom_t: dict[tuple[int, int], list] = defaultdict(list)
+        cap_terms: dict[int, list] = defaultdict(list)
+        self_r = {}
+        for gi, gg in enumerate(self.groups):
+            n = len(gg.racks)
+            g = gg.model
+            busy, power = [], []
+            for c in sorted({c for (d, c) in at if d == gg.domain}):
+                kw = float(prob.gpu_busy_kw[g, c])
+                per = gg.count if kw <= 0 else min(gg.count, int(math.floor(gg.room_kw / kw + 1e-9)))
+                v = m.col(0, max(per, 0) * n, -price_kw[gg.site] * gg.factor * kw)
+                dom_t[gg.domain, c].append(v)
+                busy.append((v, 1.0))
+                power.append((v, kw))
+            for i, levels in gg.services.items():
+                gpr = int(prob.svc_gpus_per_replica[i])
+                for c in levels:
+                    kw = gpr * float(prob.gpu_busy_kw[g, c])
+                    per = gg.count // gpr if kw <= 0 else min(gg.count // gpr, int(math.floor(gg.room_kw / kw + 1e-9)))
+                    v = m.col(0, max(per, 0) * n, -price_kw[gg.site] * gg.factor * kw)
+                    self_r[i, gi, c] = v
+                    cap_terms[i].append((v, float(prob.svc_replica_rps[i, g] * prob.gpu_perf[g, c])))
+                    busy.append((v, float(gpr)))
+                    power.append((v, kw))
+            if busy:
+                m.row(busy, hi=gg.count * n)
+                m.row(power, hi=gg.room_kw * n)
+            for v, a in power:
+                feed_terms[gg.feed].append((v, a))
+                loop_terms[gg.loop].append((v, a))
+                site_terms[gg.site].append((v, a * gg.factor))
+        for (i, gi, c), v in self_r.items():
+            self.r[p, i, gi, c] = v
+            self.r_of[p, i, gi].append(v)
+        for (d, c), xs in at.items():
+            m.row([(v, 1.0) for v in dom_t[d, c]] + [(v, -n) for v, n in xs], lo=0, hi=0)
+        for d in range(len(prob.domain_ids)):
+            xs = [(v, n) for (dd, c), lst in at.items() if dd == d for v, n in lst]
+            if not xs:
+                continue
+            m.row(xs, hi=int(prob.domain_gpus[d]))
+            self._cliques(int(prob.domain_gpus[d]), {j: (int(prob.job_gpus[j]), self.x_of[p, j, d])
+                                                     for j in range(J) if (p, j, d) in self.x_of})
+            racks = prob.domain_rack_list(d)
+            room = float(np.sum(prob.rack_limit_kw[racks] - prob.rack_base_kw[racks]))
+            g = int(prob.domain_model[d])
+            m.row([(v, n * float(prob.gpu_busy_kw[g, c])) for (dd, c), lst in at.items() if dd == d
+                   for v, n in lst], hi=room)
+        # served load
+        for i in range(I):
+            dem = float(prob.svc_demand_rps[i])
+            m.constant -= hrs * 3.6 * dem * prob.svc_penalty_per_1k[i]
+            if cap_terms[i]:
+                s = m.col(0, dem, hrs * 3.6 * (prob.svc_value_per_1k[i] + prob.svc_penalty_per_1k[i]))
+                m.row([(s, 1.0)] + [(v, -a) for v, a in cap_terms[i]], hi=0)
+        # miners
+        usd_th = hrs * prob.miner_usd_per_th_h
+        for mg in self.mgroups:
+            ns = []
+            for kw, th in zip(mg.pattern_kw, mg.pattern_th):
+                v = m.col(0, len(mg.racks), usd_th * th - price_kw[mg.site] * mg.factor * kw)
+                ns.append((v, 1.0))
+                feed_terms[mg.feed].append((v, float(kw)))
+                loop_terms[mg.loop].append((v, float(kw)))
+                site_terms[mg.site].append((v, float(kw) * mg.factor))
+            if ns:
+                m.row(ns, hi=len(mg.racks))
+        # feeds, loops, site
+        base_feed = np.bincount(prob.rack_feed, weights=prob.rack_base_kw, minlength=len(prob.feed_ids))
+        base_loop = np.bincount(prob.rack_loop, weights=prob.rack_base_kw, minlength=len(prob.loop_ids))
+        base_site = prob.site_base_kw + np.bincount(prob.rack_site, weights=prob.rack_base_kw * prob.rack_site_factor,
+                                                    minlength=len(prob.site_ids))
+        for f in range(len(prob.feed_ids)):
+            m.row(feed_terms[f], hi=float(prob.feed_limit_kw[f] - base_feed[f]))
+        for l in range(len(prob.loop_ids)):
+            m.row(loop_terms[l], hi=float(prob.loop_cap_kw[l] - base_loop[l]))
+        sites = {}
+        for s in range(len(prob.site_ids)):
+            m.row(site_terms[s], hi=float(prob.site_grid_limit_kw[s] - base_site[s]))
+            m.constant -= float(price_kw[s] * base_site[s])
+            sites[s] = (site_terms[s], float(base_site[s]))
+        self.site_kw.append(sites)
+
+    @staticmethod
+    def _level_room(prob: Problem, d: int, c: int) -> int:
+        """GPUs domain d can run at cap level c within its racks' power limits."""
+        g = int(prob.domain_model[d])
+        kw = float(prob.gpu_busy_kw[g, c])
+        total = 0
+        for k in prob.domain_rack_list(d):
+            room = float(prob.rack_limit_kw[k] - prob.rack_base_kw[k])
+            n = int(prob.rack_count[k]) if kw <= 0 else min(int(prob.rack_count[k]), int(math.floor(room / kw + 1e-9)))
+            total += max(n, 0)
+        return total
+
+    def _cliques(self, gpus: int, jobs: dict[int, tuple[int, list[int]]]):
+        """Jobs that cannot share a domain of `gpus` GPUs (together they need more): at most one
+        of each maximal such set runs there (the LP alone would run halves of two big jobs).
+        `jobs`: job -> (its GPUs, its columns in this domain)."""
+        seen = set()
+        for a, (na, _) in jobs.items():
+            clique = frozenset([a] + [b for b, (nb, _) in jobs.items() if b != a and na + nb > gpus])
+            if len(clique) < 2 or clique in seen:
+                continue
+            # keep it only if its members conflict pairwise (true when all but a are big)
+            if all(jobs[b][0] + jobs[c][0] > gpus for b in clique for c in clique if b < c):
+                seen.add(clique)
+                self.m.row([(v, 1.0) for b in clique for v in jobs[b][1]], hi=1.0)
+        for ext, rhs in self._covers(gpus, tuple(sorted((j, n) for j, (n, _) in jobs.items()))):
+            self.m.row([(v, 1.0) for b in ext for v in jobs[b][1]], hi=float(rhs))
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _covers(gpus: int, sizes: tuple[tuple[int, int], ...]) -> list[tuple[tuple[int, ...], int]]:
+        """Extended minimal covers of a domain of `gpus` GPUs over jobs (job, GPUs): sets C
+        whose GPUs exceed the domain but every C minus one job fits, extended by every other job at
+        least as big as C's biggest; at most |C| - 1 of them run there at once."""
+        out = []
+        n = len(sizes)
+        if n > 16:
+            return out
+        for mask in range(1, 1 << n):
+            members = [sizes[i] for i in range(n) if mask >> i & 1]
+            if len(members) < 3:
+                continue          # pairs are the cliques above
+            total = sum(s for _, s in members)
+            if total <= gpus or total - min(s for _, s in members) > gpus:
+                continue
+            big = max(s for _, s in members)
+            ext = tuple(j for j, s in sizes if (j, s) in members or s >= big)
+            out.append((ext, len(members) - 1))
+        return out
+
+    # --- links between periods ----------------------------------------------------------------
+    def _work_and_lateness(self):
+        h, m = self.h, self.m
+        P = h.n_periods
+        p0 = h.problems[0]
+        for j in range(len(p0.job_ids)):
+            if not self.tracked[j] or self.finished0[j]:
+                continue
+            R = float(h.remaining_gpu_h[j])
+            upto = []            # earned columns of periods before p
+            for p in range(P):
+                if p > 0:
+                    m.row([(self.z[p, j], R)] + [(e, -1.0) for e in upto], hi=0)
+                upto += [e for e, _ in self.earned.get((p, j), [])]
+            m.row([(self.z[P, j], R)] + [(e, -1.0) for e in upto], hi=0)
+            m.row([(e, 1.0) for e in upto], hi=R)
+            D, pen = float(h.deadline_h[j]), float(h.late_usd_per_h[j])
+            if np.isnan(D) or pen <= 0 or D >= h.end_h:
+                continue
+            u = self.z[P, j]
+            late = m.col(0, INF, -pen)
+            gpus = float(p0.job_gpus[j])
+            m.row([(late, 1.0), (u, h.end_h - D)], lo=h.end_h - D)          # never completes: C = end
+            before = [e for p in range(P) if h.start_h[p] < D - 1e-9 for e, _ in self.earned.get((p, j), [])]
+            m.row([(late, 1.0), (u, -R / gpus)] + [(e, 1.0 / gpus) for e in before], lo=0.0)
+
+    def _moves(self):
+        h, m = self.h, self.m
+        P = h.n_periods
+        p0 = h.problems[0]
+        for j in range(len(p0.job_ids)):
+            cost = float(p0.job_move_cost_usd[j])
+            if cost <= 0 or self.finished0[j]:
+                continue
+            doms = sorted({d for (pp, jj, d) in self.x_of if jj == j})
+            y = {(p, d): self.x_of.get((p, j, d), []) for p in range(P) for d in doms}
+            d0 = int(p0.job_run_domain[j])
+            if d0 >= 0:
+                mv = m.col(0, INF, -cost)
+                m.row([(mv, 1.0)] + [(v, 1.0) for v in y.get((0, d0), [])], lo=1.0)
+            for p in range(1, P):
+                mv = m.col(0, INF, -cost)
+                z = self.z.get((p, j))
+                for d in doms:
+                    terms = [(mv, 1.0)] + [(v, -1.0) for v in y[p - 1, d]] + [(v, 1.0) for v in y[p, d]]
+                    if z is not None:
+                        terms.append((z, 1.0))
+                    m.row(terms, lo=0.0)
+        for i in range(len(p0.svc_ids)):
+            cost = float(p0.svc_move_cost_usd[i])
+            if cost <= 0:
+                continue
+            run = p0.svc_running(i)
+            for gi, gg in enumerate(self.groups):
+                if i not in gg.services:
+                    continue
+                prev = None
+                have = float(sum(run.get(k, 0) for k in gg.racks))
+                for p in range(P):
+                    cur = [(v, 1.0) for v in self.r_of.get((p, i, gi), [])]
+                    dev = m.col(0, INF, -cost)
+                    if prev is None:
+                        m.row([(dev, 1.0)] + [(v, -1.0) for v, _ in cur], lo=-have)
+                        m.row([(dev, 1.0)] + cur, lo=have)
+                    else:
+                        m.row([(dev, 1.0)] + [(v, -1.0) for v, _ in cur] + prev, lo=0.0)
+                        m.row([(dev, 1.0)] + cur + [(v, -1.0) for v, _ in prev], lo=0.0)
+                    prev = cur
+            # replicas on racks outside every group cannot exist: every GPU rack is in a group
+
+    def _ramp(self):
+        h, m = self.h, self.m
+        for s, lim in enumerate(h.ramp_kw_per_h):
+            if np.isnan(lim):
+                continue
+            for p in range(1, h.n_periods):
+                cur, cb = self.site_kw[p][s]
+                prev, pb = self.site_kw[p - 1][s]
+                step = float(lim * h.hours[p])
+                terms = cur + [(v, -a) for v, a in prev]
+                m.row(terms, lo=-step - (cb - pb), hi=step - (cb - pb))
+
+    # --- MIP start and solution -------------------------------------------------------------
+    def start_from(self, assignments: list[Assignment]) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse values of the binaries for a horizon plan (HiGHS completes the rest); with
+        blocks, each block follows the plan's first period in it."""
+        h = self.h
+        _, _, work = evaluate_horizon(h, assignments)
+        values: dict[int, float] = {}
+        for (p, j, d, c), v in self.x.items():
+            if v in values:
+                continue
+            a = assignments[p]
+            on = (a.job_level[j] == c and bool(a.job_place[j])
+                  and int(h.problems[p].rack_domain[next(iter(a.job_place[j]))]) == d)
+            values[v] = 1.0 if on else 0.0
+        runs = defaultdict(bool)
+        for (p, j, d, c), v in self.x.items():
+            runs[p, j] |= values[v] > 0.5
+        for (p, j), v in self.z.items():
+            comp = work.completed_h[j]
+            done = comp is not None and (p >= h.n_periods or comp <= h.start_h[p] + 1e-9)
+            values[v] = 1.0 if done and not runs[p, j] else 0.0
+        return np.array(list(values), dtype=np.int32), np.array(list(values.values()), dtype=np.float64)
+
+    def schedule(self, values: np.ndarray) -> list[dict[int, tuple[int, int]]]:
+        """Per period: job -> (domain, level) chosen."""
+        out: list[dict[int, tuple[int, int]]] = [dict() for _ in range(self.h.n_periods)]
+        for (p, j, d, c), v in self.x.items():
+            if values[v] > 0.5:
+                out[p][j] = (d, c)
+        return out
+
+
+DEFAULT_BUDGET_S = 120.0   # when no time limit is given
+COARSE_SHARE = 0.45        # of the budget for the coarse MILP; the rest disaggregates and polishes
+COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
+
+
+def _dual_bound(m: LinearModel, time_limit_s: float) -> Optional[float]:
+    """The dual bound HiGHS proves for `m` within the time limit (run in a second process)."""
+    hs = m.highs()
+    hs.setOptionValue("time_limit", max(1.0, time_limit_s))
+    hs.setOptionValue("mip_rel_gap", 0.0)
+    hs.run()
+    b = hs.getInfo().mip_dual_bound
+    return float(b) if math.isfinite(b) else None
+
+
+def _lp_bound(m: LinearModel) -> Optional[float]:
+    hs = m.highs(relax=True)
+    hs.run()
+    if hs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return float(hs.getInfo().objective_function_value)
+
+
+def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
+                             start: Optional[HorizonResult] = None) -> HorizonResult:
+    """Plan a long horizon with the aggregated MILP (see the module docstring):
+    1. the rolling horizon gives a first exact plan and the MIP start;
+    2. a coarse copy of the aggregated model, in which consecutive periods (about an hour) share
+       their training decisions, is solved by HiGHS within a share of the time limit;
+    3. its schedule is disaggregated into an exact plan by the rolling horizon restricted to it,
+       each period polished by the single-interval MILP in the time left;
+    4. meanwhile a second process proves an upper bound with the full-resolution aggregated
+       model (its MILP dual bound; on one thread: its LP relaxation).
+    The better exact plan is returned with its gap to that bound."""
+    opts = opts or SolveOptions()
+    t0 = time.perf_counter()
+    budget = opts.time_limit_s if opts.time_limit_s else DEFAULT_BUDGET_S
+    deadline = t0 + budget
+    if start is None:
+        start = solve_rolling(h, opts)
+    full = AggregatedHorizon(h)
+    block = max(1, math.ceil(len(full._xcol) / COARSE_BINARIES))
+    coarse = AggregatedHorizon(h, block=block) if block > 1 else full
+    extra = {"periods": h.n_periods, "columns": full.m.n_cols, "rows": full.m.n_rows,
+             "block_periods": block, "coarse_binaries": int(sum(coarse.m.integer))}
+    parallel = (opts.threads or 2) > 1 and (os.cpu_count() or 1) > 1
+    pool = future = None
+    bound = None
+    if parallel:
+        pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(_dual_bound, full.m, deadline - time.perf_counter() - 6.0)
+    else:
+        bound = _lp_bound(full.m)
+    try:
+        hs = coarse.m.highs()
+        if start.assignments is not None:
+            idx, val = coarse.start_from(start.assignments)
+            hs.setSolution(len(idx), idx, val)
+        hs.setOptionValue("time_limit", max(1.0, COARSE_SHARE * budget - (time.perf_counter() - t0)))
+        hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
+        hs.setOptionValue("mip_heuristic_effort", 0.3)
+        hs.run()
+        cands = []
+        if hs.getInfo().primal_solution_status == 2:
+            extra["aggregated_objective_usd"] = float(hs.getInfo().objective_function_value)
+            sched = coarse.schedule(np.array(hs.getSolution().col_value))
+            left = deadline - time.perf_counter() - 3.0
+            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched)
+            if dis.assignments is not None:
+                total, pf, _ = evaluate_horizon(h, dis.assignments)
+                if not period_violations(h, pf):
+                    cands.append((total, dis.assignments, "aggregated"))
+        if start.assignments is not None:
+            total, pf, _ = evaluate_horizon(h, start.assignments)
+            if not period_violations(h, pf):
+                cands.append((total, start.assignments, "rolling"))
+                extra["rolling_objective_usd"] = total
+        if future is not None:
+            try:
+                bound = future.result(timeout=max(5.0, deadline - time.perf_counter() + 10.0))
+            except Exception as exc:     # the bound is optional; the plan stands on its own
+                extra["bound_error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    seconds = time.perf_counter() - t0
+    if not cands:
+        return HorizonResult(None, "milp-aggregated", "infeasible", seconds, backend="highs",
+                             infeasible=list(start.infeasible) or [f"no feasible horizon plan within {budget} s"],
+                             extra=extra)
+    total, asg, source = max(cands, key=lambda c: c[0])
+    extra["source"] = source
+    if bound is not None and bound < total:
+        bound = total
+    gap = relative_gap(total, bound)
+    status = "optimal" if gap is not None and gap <= (opts.gap or 0.0) + 1e-9 else "feasible"
+    return HorizonResult(asg, "milp-aggregated", status, seconds, backend="highs", bound_usd=bound, gap=gap,
+                         extra=extra)
