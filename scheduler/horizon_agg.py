@@ -557,7 +557,9 @@ class AggregatedHorizon:
 
 DEFAULT_BUDGET_S = 120.0   # when no time limit is given
 COARSE_SHARE = 0.45        # of the budget for the coarse MILP; the rest disaggregates and polishes
+SEQUENTIAL_SHARE = 0.35    # ... on one core, where the bound is proven after the plan (its 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
+PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
 
 
 def _dual_bound(m: LinearModel, time_limit_s: float) -> Optional[float]:
@@ -570,14 +572,6 @@ def _dual_bound(m: LinearModel, time_limit_s: float) -> Optional[float]:
     return float(b) if math.isfinite(b) else None
 
 
-def _lp_bound(m: LinearModel) -> Optional[float]:
-    hs = m.highs(relax=True)
-    hs.run()
-    if hs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    return float(hs.getInfo().objective_function_value)
-
-
 def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                              start: Optional[HorizonResult] = None) -> HorizonResult:
     """Plan a long horizon with the aggregated MILP (see the module docstring):
@@ -587,7 +581,8 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     3. its schedule is disaggregated into an exact plan by the rolling horizon restricted to it,
        each period polished by the single-interval MILP in the time left;
     4. meanwhile a second process proves an upper bound with the full-resolution aggregated
-       model (its MILP dual bound; on one thread: its LP relaxation).
+       model (the dual bound HiGHS reaches on it; small models and one-thread runs prove it
+       in-process after the plan, with the rest of the time limit).
     The better exact plan is returned with its gap to that bound."""
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
@@ -600,20 +595,20 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     coarse = AggregatedHorizon(h, block=block) if block > 1 else full
     extra = {"periods": h.n_periods, "columns": full.m.n_cols, "rows": full.m.n_rows,
              "block_periods": block, "coarse_binaries": int(sum(coarse.m.integer))}
-    parallel = (opts.threads or 2) > 1 and (os.cpu_count() or 1) > 1
+    parallel = ((opts.threads or 2) > 1 and (os.cpu_count() or 1) > 1
+                and full.m.n_cols > PARALLEL_ABOVE_COLUMNS)
+    share = COARSE_SHARE if parallel else SEQUENTIAL_SHARE
     pool = future = None
     bound = None
     if parallel:
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         future = pool.submit(_dual_bound, full.m, deadline - time.perf_counter() - 6.0)
-    else:
-        bound = _lp_bound(full.m)
     try:
         hs = coarse.m.highs()
         if start.assignments is not None:
             idx, val = coarse.start_from(start.assignments)
             hs.setSolution(len(idx), idx, val)
-        hs.setOptionValue("time_limit", max(1.0, COARSE_SHARE * budget - (time.perf_counter() - t0)))
+        hs.setOptionValue("time_limit", max(1.0, share * budget - (time.perf_counter() - t0)))
         hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
         hs.setOptionValue("mip_heuristic_effort", 0.3)
         hs.run()
@@ -621,7 +616,7 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         if hs.getInfo().primal_solution_status == 2:
             extra["aggregated_objective_usd"] = float(hs.getInfo().objective_function_value)
             sched = coarse.schedule(np.array(hs.getSolution().col_value))
-            left = deadline - time.perf_counter() - 3.0
+            left = (deadline if parallel else t0 + 2 * share * budget) - time.perf_counter() - 3.0
             dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched)
             if dis.assignments is not None:
                 total, pf, _ = evaluate_horizon(h, dis.assignments)
@@ -632,6 +627,8 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
             if not period_violations(h, pf):
                 cands.append((total, start.assignments, "rolling"))
                 extra["rolling_objective_usd"] = total
+        if not parallel:
+            bound = _dual_bound(full.m, deadline - time.perf_counter() - 1.0)
         if future is not None:
             try:
                 bound = future.result(timeout=max(5.0, deadline - time.perf_counter() + 10.0))

@@ -93,13 +93,14 @@ def miner_patterns(count: int, kw: np.ndarray, th: np.ndarray, room_kw: float, k
     pth = V @ th
     ok = pkw <= room_kw + EPS
     V, pkw, pth = V[ok], pkw[ok], pth[ok]
-    order = np.lexsort((-pth, pkw))           # by kW ascending, then TH/s descending
+    kw_key = np.round(pkw, 9)                 # 6 x 0.8 and 2 x 1.2 + 3 x 0.8 are the same kW
+    order = np.lexsort((-pth, kw_key))        # by kW ascending, then TH/s descending
     keep, best_th, last_kw = [], -1.0, None
     for n in order:
         if keep_all_kw:
-            if last_kw is None or pkw[n] > last_kw + EPS:
+            if last_kw is None or kw_key[n] > last_kw:
                 keep.append(n)
-                last_kw = pkw[n]
+                last_kw = kw_key[n]
         elif pth[n] > best_th + EPS:
             keep.append(n)
             best_th = pth[n]

@@ -334,3 +334,13 @@ def test_two_site_generated_plan_verifies(seed):
     assert to_plan(p, res.assignment, res.solver_info())["objective_usd"] == plan["objective_usd"]
     f = evaluate(p, res.assignment)   # the per-site rates the summary prints add up to the rate
     assert f.site_rate_usd_per_h.sum() == pytest.approx(f.rate_usd_per_h, abs=1e-6)
+
+
+def test_miner_patterns_at_negative_price_keep_the_best_pattern_of_each_kw():
+    # 6 eco miners and 3 eco + 2 on draw the same 4.8 kW (up to float rounding): the first,
+    # with more TH/s, must be the one kept when every kW level is kept (negative energy price)
+    from scheduler.milp_model import miner_patterns
+    V, kw, th = miner_patterns(6, np.array([0.8, 1.2]), np.array([80.0, 100.0]), 7.0, keep_all_kw=True)
+    at = {round(float(k), 6): float(t) for k, t in zip(kw, th)}
+    assert at[4.8] == 480.0 and at[5.2] == 500.0
+    assert len(at) == len(kw)
