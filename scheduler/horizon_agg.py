@@ -556,7 +556,7 @@ class AggregatedHorizon:
 
 
 DEFAULT_BUDGET_S = 120.0   # when no time limit is given
-COARSE_SHARE = 0.45        # of the budget for the coarse MILP; the rest disaggregates and polishes
+COARSE_SHARE = 0.55        # of the budget for the coarse MILP; the rest disaggregates and polishes
 SEQUENTIAL_SHARE = 0.35    # ... on one core, where the bound is proven after the plan (its 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
 PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
