@@ -450,13 +450,14 @@ class AggregatedHorizon:
             if not self.tracked[j] or self.finished0[j]:
                 continue
             R = float(h.remaining_gpu_h[j])
-            upto = []            # earned columns of periods before p
-            for p in range(P):
-                if p > 0:
-                    m.row([(self.z[p, j], R)] + [(e, -1.0) for e in upto], hi=0)
-                upto += [e for e, _ in self.earned.get((p, j), [])]
-            m.row([(self.z[P, j], R)] + [(e, -1.0) for e in upto], hi=0)
-            m.row([(e, 1.0) for e in upto], hi=R)
+            # cum[p]: work earned before period p (a chain keeps the rows short)
+            cum = [None]
+            for p in range(1, P + 1):
+                c = m.col(0, R)
+                prev = [] if cum[-1] is None else [(cum[-1], -1.0)]
+                m.row([(c, 1.0)] + prev + [(e, -1.0) for e, _ in self.earned.get((p - 1, j), [])], lo=0.0, hi=0.0)
+                m.row([(self.z[p, j], R), (c, -1.0)], hi=0)
+                cum.append(c)
             D, pen = float(h.deadline_h[j]), float(h.late_usd_per_h[j])
             if np.isnan(D) or pen <= 0 or D >= h.end_h:
                 continue
@@ -464,8 +465,9 @@ class AggregatedHorizon:
             late = m.col(0, INF, -pen)
             gpus = float(p0.job_gpus[j])
             m.row([(late, 1.0), (u, h.end_h - D)], lo=h.end_h - D)          # never completes: C = end
-            before = [e for p in range(P) if h.start_h[p] < D - 1e-9 for e, _ in self.earned.get((p, j), [])]
-            m.row([(late, 1.0), (u, -R / gpus)] + [(e, 1.0 / gpus) for e in before], lo=0.0)
+            n_before = int(np.sum(h.start_h < D - 1e-9))          # periods that start before D
+            before = [] if n_before == 0 else [(cum[n_before], 1.0 / gpus)]
+            m.row([(late, 1.0), (u, -R / gpus)] + before, lo=0.0)
 
     def _moves(self):
         h, m = self.h, self.m
@@ -556,8 +558,9 @@ class AggregatedHorizon:
 
 
 DEFAULT_BUDGET_S = 120.0   # when no time limit is given
-COARSE_SHARE = 0.55        # of the budget for the coarse MILP; the rest disaggregates and polishes
-SEQUENTIAL_SHARE = 0.35    # ... on one core, where the bound is proven after the plan (its 30 %)
+POLISH_RESERVE_S = 45.0    # what the coarse MILP leaves for disaggregating and polishing (192
+                           # periods of the 18 MW site polish in ~33 s on one core)
+SEQUENTIAL_SHARE = 0.35    # on one core: coarse MILP, then polish, then the bound (the last 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
 PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
 
@@ -577,7 +580,8 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     """Plan a long horizon with the aggregated MILP (see the module docstring):
     1. the rolling horizon gives a first exact plan and the MIP start;
     2. a coarse copy of the aggregated model, in which consecutive periods (about an hour) share
-       their training decisions, is solved by HiGHS within a share of the time limit;
+       their training decisions, is solved by HiGHS until only the time the polish needs is left
+       (one core: a third of the limit);
     3. its schedule is disaggregated into an exact plan by the rolling horizon restricted to it,
        each period polished by the single-interval MILP in the time left;
     4. meanwhile a second process proves an upper bound with the full-resolution aggregated
@@ -597,7 +601,6 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
              "block_periods": block, "coarse_binaries": int(sum(coarse.m.integer))}
     parallel = ((opts.threads or 2) > 1 and (os.cpu_count() or 1) > 1
                 and full.m.n_cols > PARALLEL_ABOVE_COLUMNS)
-    share = COARSE_SHARE if parallel else SEQUENTIAL_SHARE
     pool = future = None
     bound = None
     if parallel:
@@ -608,7 +611,11 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         if start.assignments is not None:
             idx, val = coarse.start_from(start.assignments)
             hs.setSolution(len(idx), idx, val)
-        hs.setOptionValue("time_limit", max(1.0, share * budget - (time.perf_counter() - t0)))
+        if parallel:     # the coarse MILP runs until the polish of every period can still fit
+            limit = budget - POLISH_RESERVE_S - (time.perf_counter() - t0)
+        else:
+            limit = SEQUENTIAL_SHARE * budget - (time.perf_counter() - t0)
+        hs.setOptionValue("time_limit", max(1.0, limit))
         hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
         hs.setOptionValue("mip_heuristic_effort", 0.3)
         hs.run()
@@ -616,7 +623,7 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         if hs.getInfo().primal_solution_status == 2:
             extra["aggregated_objective_usd"] = float(hs.getInfo().objective_function_value)
             sched = coarse.schedule(np.array(hs.getSolution().col_value))
-            left = (deadline if parallel else t0 + 2 * share * budget) - time.perf_counter() - 3.0
+            left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 3.0
             dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched)
             if dis.assignments is not None:
                 total, pf, _ = evaluate_horizon(h, dis.assignments)
