@@ -222,6 +222,7 @@ def recompute(pa, st):
                 dom_free[d] -= n
     g_svc, g_rack, g_lvl, g_n = st.g_svc, st.g_rack, st.g_lvl, st.g_n
     svc_rps, gpu_perf = pa.svc_rps, pa.gpu_perf
+    si, cap = -1, 0.0       # svc_cap[si] kept in a register while groups of one service follow
     for x in range(st.ng[0]):
         n = g_n[x]
         if n <= 0:
@@ -230,15 +231,45 @@ def recompute(pa, st):
         g = rack_model[k]
         rack_busy[k] += n * svc_gpr[i]
         rack_kw[k] += n * svc_gpr[i] * busy_kw[g, lv]
-        svc_cap[i] += n * svc_rps[i, g] * gpu_perf[g, lv]
+        if i != si:
+            if si >= 0:
+                svc_cap[si] = cap
+            si = i
+            cap = svc_cap[i]
+        cap += n * svc_rps[i, g] * gpu_perf[g, lv]
         d = rack_domain[k]
         if d >= 0:
             dom_free[d] -= n * svc_gpr[i]
+    if si >= 0:
+        svc_cap[si] = cap
     rack_feed, rack_loop, rack_site, rack_fac = pa.rack_feed, pa.rack_loop, pa.rack_site, pa.rack_fac
+    # the same additions in the same order, kept in registers while consecutive racks share a
+    # feed, loop or site (a chain of adds through memory is what made this loop slow)
+    f, lo, s = -1, -1, -1
+    fsum, lsum, ssum = 0.0, 0.0, 0.0
     for k in range(K):
-        feed_kw[rack_feed[k]] += rack_kw[k]
-        loop_kw[rack_loop[k]] += rack_kw[k]
-        site_kw[rack_site[k]] += rack_kw[k] * rack_fac[k]
+        if rack_feed[k] != f:
+            if f >= 0:
+                feed_kw[f] = fsum
+            f = rack_feed[k]
+            fsum = feed_kw[f]
+        if rack_loop[k] != lo:
+            if lo >= 0:
+                loop_kw[lo] = lsum
+            lo = rack_loop[k]
+            lsum = loop_kw[lo]
+        if rack_site[k] != s:
+            if s >= 0:
+                site_kw[s] = ssum
+            s = rack_site[k]
+            ssum = site_kw[s]
+        fsum += rack_kw[k]
+        lsum += rack_kw[k]
+        ssum += rack_kw[k] * rack_fac[k]
+    if K > 0:
+        feed_kw[f] = fsum
+        loop_kw[lo] = lsum
+        site_kw[s] = ssum
 
 
 @njit(cache=True)

@@ -27,14 +27,14 @@ def copy_into(dst, src):
     """dst := src (only the used prefix of the group list)."""
     dst.job_dom[:] = src.job_dom
     dst.job_lvl[:] = src.job_lvl
-    dst.job_n[:, :] = src.job_n
+    dst.job_n.reshape(-1)[:] = src.job_n.reshape(-1)      # 2-D arrays as flat copies (faster)
     m = src.ng[0]
     dst.g_svc[:m] = src.g_svc[:m]
     dst.g_rack[:m] = src.g_rack[:m]
     dst.g_lvl[:m] = src.g_lvl[:m]
     dst.g_n[:m] = src.g_n[:m]
     dst.ng[0] = m
-    dst.miners[:, :] = src.miners
+    dst.miners.reshape(-1)[:] = src.miners.reshape(-1)
     dst.rack_busy[:] = src.rack_busy
     dst.rack_kw[:] = src.rack_kw
     dst.feed_kw[:] = src.feed_kw
