@@ -626,9 +626,10 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
             left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 3.0
             dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched)
             if dis.assignments is not None:
-                total, pf, _ = evaluate_horizon(h, dis.assignments)
+                asg = stick_replicas(h, dis.assignments)
+                total, pf, _ = evaluate_horizon(h, asg)
                 if not period_violations(h, pf):
-                    cands.append((total, dis.assignments, "aggregated"))
+                    cands.append((total, asg, "aggregated"))
         if start.assignments is not None:
             total, pf, _ = evaluate_horizon(h, start.assignments)
             if not period_violations(h, pf):
@@ -657,3 +658,97 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     status = "optimal" if gap is not None and gap <= (opts.gap or 0.0) + 1e-9 else "feasible"
     return HorizonResult(asg, "milp-aggregated", status, seconds, backend="highs", bound_usd=bound, gap=gap,
                          extra=extra)
+
+
+def _assignment_min_cost(cost: np.ndarray) -> list[int]:
+    """Hungarian algorithm (square matrix): col[r] for each row r, minimising the total cost."""
+    n = cost.shape[0]
+    u, v = np.zeros(n + 1), np.zeros(n + 1)
+    match = np.zeros(n + 1, dtype=np.int64)      # match[col] = row (1-based; 0 = free)
+    way = np.zeros(n + 1, dtype=np.int64)
+    for r in range(1, n + 1):
+        match[0] = r
+        c0 = 0
+        minv = np.full(n + 1, INF)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:
+            used[c0] = True
+            r0 = match[c0]
+            delta, c1 = INF, 0
+            for c in range(1, n + 1):
+                if not used[c]:
+                    cur = cost[r0 - 1, c - 1] - u[r0] - v[c]
+                    if cur < minv[c]:
+                        minv[c], way[c] = cur, c0
+                    if minv[c] < delta:
+                        delta, c1 = minv[c], c
+            for c in range(n + 1):
+                if used[c]:
+                    u[match[c]] += delta
+                    v[c] -= delta
+                else:
+                    minv[c] -= delta
+            c0 = c1
+            if match[c0] == 0:
+                break
+        while c0:
+            c1 = way[c0]
+            match[c0] = match[c1]
+            c0 = c1
+    out = [0] * n
+    for c in range(1, n + 1):
+        out[match[c] - 1] = c - 1
+    return out
+
+
+def stick_replicas(h: Horizon, assignments: list[Assignment]) -> list[Assignment]:
+    """Period by period, swap the whole contents (replicas per service and level) of identical
+    GPU racks outside every training domain so that each rack keeps as many of the replicas it
+    ran in the period before as it can: limits and the period's rate are unchanged (the racks
+    are interchangeable), only replica moves are saved. The disaggregated plan's per-period
+    solver does not see that a replica started on a twin rack is a move the aggregated model
+    never paid."""
+    p0 = h.problems[0]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for k in range(p0.n_racks):
+        if p0.rack_kind[k] == GPU and p0.rack_domain[k] < 0:
+            groups[(int(p0.rack_site[k]), int(p0.rack_feed[k]), int(p0.rack_loop[k]), int(p0.rack_model[k]),
+                    int(p0.rack_count[k]), float(p0.rack_limit_kw[k]), float(p0.rack_base_kw[k]))].append(k)
+    groups = {key: racks for key, racks in groups.items() if len(racks) > 1}
+    if not groups:
+        return assignments
+    cost = p0.svc_move_cost_usd
+    I = len(p0.svc_ids)
+    prev = [p0.svc_running(i) for i in range(I)]
+    out = []
+    for a in assignments:
+        content: dict[int, list[dict[int, int]]] = {}       # rack -> per service: level -> replicas
+        for racks in groups.values():
+            for k in racks:
+                content[k] = [dict() for _ in range(I)]
+        for i in range(I):
+            for (k, c), r in a.svc_place[i].items():
+                if k in content:
+                    content[k][i][c] = r
+        move_to: dict[int, int] = {}
+        for racks in groups.values():
+            n = len(racks)
+            m = np.zeros((n, n))
+            for x, k in enumerate(racks):                # where the contents of rack k go
+                have = [sum(content[k][i].values()) for i in range(I)]
+                for y, k2 in enumerate(racks):
+                    m[x, y] = sum(cost[i] * abs(have[i] - prev[i].get(k2, 0)) for i in range(I))
+            for x, y in enumerate(_assignment_min_cost(m)):
+                move_to[racks[x]] = racks[y]
+        b = Assignment(a.job_level, a.job_place, [dict() for _ in range(I)], a.miners)
+        for i in range(I):
+            for (k, c), r in a.svc_place[i].items():
+                b.svc_place[i][(move_to.get(k, k), c)] = r
+        out.append(b)
+        prev = []
+        for i in range(I):
+            per_rack: dict[int, int] = defaultdict(int)
+            for (k, _), r in b.svc_place[i].items():
+                per_rack[k] += r
+            prev.append(dict(per_rack))
+    return out

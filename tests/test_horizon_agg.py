@@ -14,7 +14,7 @@ from test_horizon_cases import tiny
 from scheduler import horizon, horizon_agg
 from scheduler.horizon import plan_horizon, solve_horizon_milp
 from scheduler.horizon_agg import AggregatedHorizon, _lp_vertices, _upper_hull, solve_horizon_aggregated
-from scheduler.horizon_core import compile_horizon, evaluate_horizon, horizon_plan
+from scheduler.horizon_core import HorizonResult, compile_horizon, evaluate_horizon, horizon_plan
 from scheduler.horizon_rolling import solve_rolling
 from scheduler.milp_model import miner_patterns
 from scheduler.model import parse_scenario
@@ -207,3 +207,54 @@ def test_miner_hull_and_lp_vertices_cover_every_pattern(count, kw, th, room):
         at, want = float(np.dot(q, kw)), float(np.dot(q, th))
         assert hull_th(pkw[keep], pth[keep], at) >= want - 1e-6      # hull patterns lose nothing
         assert hull_th(lkw, lth, at) >= want - 1e-6                  # nor do the LP vertices
+
+
+def test_hungarian_matches_brute_force():
+    from scheduler.horizon_agg import _assignment_min_cost
+    rng = np.random.default_rng(7)
+    for n in range(1, 7):
+        for _ in range(15):
+            cost = rng.integers(0, 20, (n, n)).astype(float)
+            sol = _assignment_min_cost(cost)
+            best = min(sum(cost[r, perm[r]] for r in range(n)) for perm in itertools.permutations(range(n)))
+            assert sorted(sol) == list(range(n))
+            assert sum(cost[r, sol[r]] for r in range(n)) == pytest.approx(best)
+
+
+def test_stick_replicas_keeps_replicas_on_their_twin_racks():
+    from scheduler.assignment import Assignment, evaluate
+    from scheduler.horizon_agg import stick_replicas
+
+    def rack(rid):
+        return {"id": rid, "feed": "F1", "loop": "L1", "limit_kw": 10, "gpus": {"model": "GPU", "count": 4}}
+    data = {"version": 1, "name": "twins", "hashprice_usd_per_ph_day": 24.0,
+            "gpu_models": {"GPU": {"idle_w": 50, "host_w": 100, "cap_levels": [{"cap_w": 700, "perf": 1.0}]}},
+            "sites": [{"id": "wa", "grid_limit_kw": 100, "energy_price_usd_per_mwh": 40, "ambient_c": 20,
+                       "feeds": [{"id": "F1", "limit_kw": 100}],
+                       "loops": [{"id": "L1", "kind": "air", "capacity_kw": 100, "design_ambient_c": 35,
+                                  "derate_per_c": 0.0, "kw_per_kw_heat": 0.1}],
+                       "racks": [rack("R1"), rack("R2"), rack("R3")]}],
+            "inference": [{"id": "chat", "gpus_per_replica": 1, "replica_rps": {"GPU": 10.0}, "demand_rps": 20,
+                           "value_per_1k": 0.5, "unserved_penalty_per_1k": 1.0, "running": {"R1": 2},
+                           "move_cost_usd": 3}],
+            "periods": [{"hours": 1.0}, {"hours": 1.0}, {"hours": 1.0}]}
+    sc = parse_scenario(data)
+    h = compile_horizon(sc)
+    p = h.problems[0]
+    r1, r2, r3 = (p.rack_ids.index(r) for r in ("R1", "R2", "R3"))
+
+    def on(k, n):
+        a = Assignment.empty(p)
+        a.svc_place[0] = {(k, 0): n}
+        return a
+    hopping = [on(r2, 2), on(r3, 2), on(r1, 2)]        # the same two replicas on another twin each hour
+    before, periods, _ = evaluate_horizon(h, hopping)
+    stuck = stick_replicas(h, hopping)
+    after, periods2, _ = evaluate_horizon(h, stuck)
+    assert [dict(a.svc_place[0]) for a in stuck] == [{(r1, 0): 2}] * 3
+    assert after - before == pytest.approx(3 * 2 * 2 * 3)        # 3 boundaries x (2 stopped + 2 started) x 3 USD
+    for pf, pf2 in zip(periods, periods2):                        # same power and rate in every period
+        f, f2 = evaluate(pf.problem, pf.assignment), evaluate(pf2.problem, pf2.assignment)
+        assert f.rate_usd_per_h == pytest.approx(f2.rate_usd_per_h)
+        assert np.allclose(f.site_kw, f2.site_kw)
+    assert verify_plan(sc, horizon_plan(h, HorizonResult(stuck, "test", "feasible", 0.0))) == []
