@@ -22,8 +22,9 @@ aggregates what only matters within a period:
 Every feasible SPEC 6 plan maps to a feasible point of this model with at least its
 objective, so the model's dual bound is a valid upper bound on the best horizon plan. Its
 solution is disaggregated into an exact plan by the rolling horizon restricted to the chosen
-(job, GPU model, cap level) per period (`solve_rolling(schedule=...)`); that plan is
-evaluated and verified exactly, and the gap reported is against this model's bound.
+(job, GPU model, cap level) per period (`solve_rolling(schedule=...)`), with replicas kept
+on their twin racks between periods (`stick_replicas`); that plan is evaluated and verified
+exactly, and the gap reported is against this model's bound (`solve_horizon_aggregated`).
 """
 from __future__ import annotations
 
