@@ -46,6 +46,7 @@ def test_token_from_env_or_file(tmp_path, monkeypatch):
     ({"WATTSCHED_PORT": "70000"}, "port (WATTSCHED_PORT): "),
     ({"WATTSCHED_TICK_S": "0"}, "tick_s (WATTSCHED_TICK_S): "),
     ({"WATTSCHED_DB_SYNCHRONOUS": "OFF"}, "db_synchronous (WATTSCHED_DB_SYNCHRONOUS): "),
+    ({"WATTSCHED_KEEP_PLANS": "0"}, "keep_plans (WATTSCHED_KEEP_PLANS): Input should be greater than or equal to 1"),
 ])
 def test_bad_settings_name_the_variable(monkeypatch, env, expected):
     for k, v in env.items():
@@ -71,6 +72,10 @@ def test_cli_errors_are_one_line_each(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WATTSCHED_PORT", "-1")
     assert cli([str(tmp_path / "nope.yaml")]) == 2
     assert "port (WATTSCHED_PORT)" in capsys.readouterr().err
+    monkeypatch.delenv("WATTSCHED_PORT")
+    assert cli([str(tmp_path / "nope.yaml"), "--keep-events", "-5"]) == 2
+    assert capsys.readouterr().err == ("wattsched serve: keep_events (WATTSCHED_KEEP_EVENTS): "
+                                       "Input should be greater than or equal to 1\n")
 
 
 def test_cli_rejects_unknown_fast_method(tmp_path, capsys):

@@ -39,6 +39,23 @@ def test_store_round_trips_and_survives_reopen(tmp_path):
     assert [e["seq"] for e in st.events(after=5, limit=1)] == [6]
 
 
+def test_retention_keeps_the_newest_plans_and_events_only(tmp_path):
+    st = SqliteStore(tmp_path / "s.db", keep_plans=3, keep_events=5)
+    st.add_workload("training", "a", {"id": "a", "gpus": 8}, 0.5)
+    st.add_signal({"site": "wa", "grid_limit_kw": 10.0}, 0.6)
+    seqs = [st.add_plan(PlanRow(0, float(n), f"h{n}", "heuristic", "feasible", 0.001, float(n), "tick", {"n": n}))
+            for n in range(1, 7)]
+    assert [r.seq for r in st.plans(10)] == seqs[::-1][:3]          # the three newest, newest first
+    assert st.last_plan().plan == {"n": 6} and st.plan(seqs[0]) is None
+    events = st.events(limit=100)
+    assert len(events) == 5 and [e["kind"] for e in events] == ["plan_adopted"] * 5
+    assert events[-1]["body"]["inputs_hash"] == "h6"
+    # workloads and signals are state, never pruned
+    assert [w.id for w in st.workloads()] == ["a"] and len(st.signals()) == 1
+    st.add_event("note", {"x": 1}, 7.0)
+    assert [e["kind"] for e in st.events(limit=100)][-1] == "note" and len(st.events(limit=100)) == 5
+
+
 def test_a_failed_transaction_leaves_nothing(tmp_path):
     st = SqliteStore(tmp_path / "s.db")
     with pytest.raises(ValueError):

@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast-method", dest="fast_method",
                         help="fast-path solver: a registered method (heuristic, milp, ...) or greedy "
                              "(default: the Numba repair, else milp with a short limit)")
+    parser.add_argument("--keep-plans", type=int, dest="keep_plans",
+                        help="newest adopted plans kept in the state file (default 10000)")
+    parser.add_argument("--keep-events", type=int, dest="keep_events",
+                        help="newest events kept in the state file (default 100000)")
     parser.add_argument("--plan-file", dest="plan_file", help="file actuator: write each adopted plan here")
     parser.add_argument("--webhook-url", dest="webhook_url", help="webhook actuator: POST each adopted plan here")
     parser.add_argument("--auth-token-file", dest="auth_token_file",
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k, None) for k in
                  ("scenario", "host", "port", "db", "tick_s", "milp_time_limit_s", "milp", "fast_method",
-                  "plan_file", "webhook_url", "auth_token_file", "log_level")}
+                  "keep_plans", "keep_events", "plan_file", "webhook_url", "auth_token_file", "log_level")}
     try:
         settings = load_settings(env_file=getattr(args, "env_file", None), **overrides)
         settings.token()  # fail now on an unreadable token file

@@ -86,7 +86,8 @@ class Daemon:
             actuators.append(WebhookActuator(settings.webhook_url, retries=settings.webhook_retries,
                                              timeout_s=settings.webhook_timeout_s))
         self.actuators = actuators
-        self.store = SqliteStore(settings.db, synchronous=settings.db_synchronous)
+        self.store = SqliteStore(settings.db, synchronous=settings.db_synchronous, keep_plans=settings.keep_plans,
+                                 keep_events=settings.keep_events)
         self._wake = threading.Event()
         self._improve = threading.Event()
         self._stop = threading.Event()

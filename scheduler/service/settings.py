@@ -17,6 +17,8 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     db: Path = Path("wattsched.db")                 # SQLite state file (WAL)
     db_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    keep_plans: int = Field(10000, ge=1)            # newest adopted plans kept in the state file
+    keep_events: int = Field(100000, ge=1)          # newest events kept (older ones are deleted)
     tick_s: float = Field(60.0, gt=0)               # re-plan at least this often
     batch_s: float = Field(0.25, ge=0)              # non-urgent changes are planned together at most this often
     milp: bool = True                               # run the MILP in the background

@@ -77,8 +77,13 @@ def _dumps(obj) -> str:
 class SqliteStore:
     """SQLite in WAL mode; one connection shared by the daemon's threads behind a lock."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL"):
+    def __init__(self, path: str | Path, synchronous: str = "FULL", keep_plans: Optional[int] = None,
+                 keep_events: Optional[int] = None):
+        """`keep_plans` / `keep_events`: how many of the newest plans and events to keep (None: all);
+        older rows are deleted in the transaction that adds a new one."""
         self.path = str(path)
+        self.keep_plans = keep_plans
+        self.keep_events = keep_events
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -121,6 +126,15 @@ class SqliteStore:
     def _event(self, kind: str, body: dict, at_s: float) -> tuple[str, tuple]:
         return ("INSERT INTO events (at_s, kind, body) VALUES (?, ?, ?)", (at_s, kind, _dumps(body)))
 
+    def _retention(self) -> list[tuple[str, tuple]]:
+        """Statements that delete all but the newest `keep_plans` plans and `keep_events` events."""
+        out = []
+        if self.keep_plans is not None:
+            out.append(("DELETE FROM plans WHERE seq <= (SELECT MAX(seq) FROM plans) - ?", (self.keep_plans,)))
+        if self.keep_events is not None:
+            out.append(("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.keep_events,)))
+        return out
+
     def add_workload(self, kind: str, wid: str, body: dict, at_s: float) -> None:
         self._tx([("INSERT INTO workloads (kind, id, body, state, source, submitted_at_s) "
                    "VALUES (?, ?, ?, 'active', 'api', ?) ON CONFLICT (kind, id) DO UPDATE SET "
@@ -162,7 +176,7 @@ class SqliteStore:
               row.objective_usd, row.reason, _dumps(row.plan))),
             self._event("plan_adopted", {"method": row.method, "status": row.status, "reason": row.reason,
                                          "objective_usd": row.objective_usd, "inputs_hash": row.inputs_hash},
-                        row.adopted_at_s)], durable=False)
+                        row.adopted_at_s)] + self._retention(), durable=False)
 
     _PLAN_COLS = "seq, adopted_at_s, inputs_hash, method, status, solver_seconds, objective_usd, reason, plan"
 
@@ -187,7 +201,7 @@ class SqliteStore:
         return [self._plan_row(r) for r in rows]
 
     def add_event(self, kind: str, body: dict, at_s: float) -> int:
-        return self._tx([self._event(kind, body, at_s)])
+        return self._tx([self._event(kind, body, at_s)] + self._retention())
 
     def events(self, after: int = 0, limit: int = 100) -> list[dict]:
         with self._lock:
