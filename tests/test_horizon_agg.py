@@ -258,3 +258,20 @@ def test_stick_replicas_keeps_replicas_on_their_twin_racks():
         assert f.rate_usd_per_h == pytest.approx(f2.rate_usd_per_h)
         assert np.allclose(f.site_kw, f2.site_kw)
     assert verify_plan(sc, horizon_plan(h, HorizonResult(stuck, "test", "feasible", 0.0))) == []
+
+
+def test_two_site_fleet_with_negative_prices():
+    # examples/fleet-2site.yaml over six hours of per-site prices from -10 to 1,500 USD/MWh
+    from pathlib import Path
+    from scheduler.model import load_scenario
+    base = load_scenario(Path(__file__).resolve().parents[1] / "examples" / "fleet-2site.yaml")
+    prices = [[-10, 1500], [20, 40], [300, -10], [40, 20], [1500, 300], [20, 20]]
+    data = base.model_dump(mode="json", exclude_none=True)
+    data["periods"] = [{"hours": 1.0, "energy_price_usd_per_mwh": dict(zip([s.id for s in base.sites], row))}
+                       for row in prices]
+    sc = parse_scenario(data)
+    h = compile_horizon(sc)
+    res = solve_horizon_aggregated(h, SEQ)
+    plan = horizon_plan(h, res)
+    assert verify_plan(sc, plan) == []
+    assert res.bound_usd >= max(plan["objective_usd"], evaluate_horizon(h, solve_rolling(h).assignments)[0]) - 1e-6
