@@ -222,9 +222,11 @@ def _groups(p: Problem) -> tuple[list[_GpuGroup], list[_MinerGroup]]:
 class AggregatedHorizon:
     """The aggregated horizon MILP of `h` (see the module docstring)."""
 
-    def __init__(self, h: Horizon, block: int = 1):
+    def __init__(self, h: Horizon, block: int = 1, stop_rows: bool = True):
         self.h = h
         self.block = block          # periods that share one training decision (1: exact model)
+        self.stop_rows = stop_rows  # the 'one free stop per job' rows (tighter bound; the coarse
+                                    # search finds better schedules on wa-48h without them)
         self._xcol: dict[tuple[int, int, int, int], int] = {}
         self.m = LinearModel()
         p0 = h.problems[0]
@@ -481,17 +483,26 @@ class AggregatedHorizon:
             doms = sorted({d for (pp, jj, d) in self.x_of if jj == j})
             y = {(p, d): self.x_of.get((p, j, d), []) for p in range(P) for d in doms}
             d0 = int(p0.job_run_domain[j])
+            # a tracked job's moves are forgiven at completion (z); but only one stop can be its
+            # completion, so every other stop (or change of domain) pays: sum(moves) >= stops - 1
+            count_stops = self.stop_rows and self.tracked[j]
+            paid, stops = [], []
             if d0 >= 0:
                 mv = m.col(0, INF, -cost)
-                m.row([(mv, 1.0)] + [(v, 1.0) for v in y.get((0, d0), [])], lo=1.0)
+                m.row([(mv, 1.0)] + [(v, 1.0) for v in y.get((0, d0), [])], lo=1.0)   # no z: always pays
             for p in range(1, P):
                 mv = m.col(0, INF, -cost)
+                paid.append(mv)
                 z = self.z.get((p, j))
                 for d in doms:
-                    terms = [(mv, 1.0)] + [(v, -1.0) for v in y[p - 1, d]] + [(v, 1.0) for v in y[p, d]]
-                    if z is not None:
-                        terms.append((z, 1.0))
-                    m.row(terms, lo=0.0)
+                    left = [(v, -1.0) for v in y[p - 1, d]] + [(v, 1.0) for v in y[p, d]]
+                    if count_stops:
+                        stop = m.col(0, INF)
+                        m.row([(stop, 1.0)] + left, lo=0.0)
+                        stops.append(stop)
+                    m.row([(mv, 1.0)] + left + ([(z, 1.0)] if z is not None else []), lo=0.0)
+            if count_stops:
+                m.row([(v, 1.0) for v in paid] + [(v, -1.0) for v in stops], lo=-1.0)
         for i in range(len(p0.svc_ids)):
             cost = float(p0.svc_move_cost_usd[i])
             if cost <= 0:
@@ -597,7 +608,7 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         start = solve_rolling(h, opts)
     full = AggregatedHorizon(h)
     block = max(1, math.ceil(len(full._xcol) / COARSE_BINARIES))
-    coarse = AggregatedHorizon(h, block=block) if block > 1 else full
+    coarse = AggregatedHorizon(h, block=block, stop_rows=False) if block > 1 else full
     extra = {"periods": h.n_periods, "columns": full.m.n_cols, "rows": full.m.n_rows,
              "block_periods": block, "coarse_binaries": int(sum(coarse.m.integer))}
     parallel = ((opts.threads or 2) > 1 and (os.cpu_count() or 1) > 1
