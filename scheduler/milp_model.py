@@ -417,10 +417,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
             miner_racks.append(mr)
 
     # --- feeds, loops, site ---------------------------------------------------------------------
-    base_feed = np.bincount(p.rack_feed, weights=p.rack_base_kw, minlength=len(p.feed_ids))
-    base_loop = np.bincount(p.rack_loop, weights=p.rack_base_kw, minlength=len(p.loop_ids))
-    base_site = p.site_base_kw + np.bincount(p.rack_site, weights=p.rack_base_kw * p.rack_site_factor,
-                                             minlength=len(p.site_ids))
+    base_feed, base_loop, base_site = p.feed_base_kw, p.loop_base_kw, p.site_idle_kw
     for f_ in range(len(p.feed_ids)):
         label = f"feed_power[{p.site_ids[p.feed_site[f_]]}/{p.feed_ids[f_]}]"
         terms = feed_terms.get(f_, [])

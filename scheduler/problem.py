@@ -7,6 +7,7 @@ Power figures are in kW unless the name says W; money in USD.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -101,6 +102,23 @@ class Problem:
     @property
     def n_racks(self) -> int:
         return len(self.rack_ids)
+
+    # kW with nothing busy (every rack at rack_base_kw): the fixed part of each limit
+    @cached_property
+    def feed_base_kw(self) -> np.ndarray:
+        """f8[F]"""
+        return np.bincount(self.rack_feed, weights=self.rack_base_kw, minlength=len(self.feed_ids))
+
+    @cached_property
+    def loop_base_kw(self) -> np.ndarray:
+        """f8[L] heat"""
+        return np.bincount(self.rack_loop, weights=self.rack_base_kw, minlength=len(self.loop_ids))
+
+    @cached_property
+    def site_idle_kw(self) -> np.ndarray:
+        """f8[S] site_base_kw plus every rack's base with its cooling"""
+        return self.site_base_kw + np.bincount(self.rack_site, weights=self.rack_base_kw * self.rack_site_factor,
+                                               minlength=len(self.site_ids))
 
     def job_running(self, j: int) -> dict[int, int]:
         a, b = self.job_run_ptr[j], self.job_run_ptr[j + 1]
