@@ -238,6 +238,16 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
     loop_terms: dict[int, list] = defaultdict(list)
     site_terms: dict[int, list] = defaultdict(list)
 
+    def add_kw(v: pulp.LpVariable, kw: float, k: int, usd: float = 0.0) -> None:
+        """v adds `kw` to racks like k (its feed, loop and, with cooling, site); v's objective
+        coefficient is `usd` less that site power's energy cost."""
+        s_, factor = int(p.rack_site[k]), p.rack_site_factor[k]
+        feed_terms[int(p.rack_feed[k])].append((v, kw))
+        loop_terms[int(p.rack_loop[k])].append((v, kw))
+        site_terms[s_].append((v, kw * factor))
+        if not explain:
+            obj[v] += usd - price_kw[s_] * factor * kw
+
     for u_idx, u in enumerate(units):
         k0 = u.racks[0]
         n_racks = len(u.racks)
@@ -270,14 +280,8 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
             max_kw = sum(v.upBound * a for v, a in power)
             if n_racks == 1 and max_kw > room + EPS:
                 add_row(pulp.LpAffineExpression(power), "<=", room, f"rack_power[{label}]", "kw")
-        f_, l_, s_ = int(p.rack_feed[k0]), int(p.rack_loop[k0]), int(p.rack_site[k0])
-        factor = p.rack_site_factor[k0]
         for v, a in power:
-            feed_terms[f_].append((v, a))
-            loop_terms[l_].append((v, a))
-            site_terms[s_].append((v, a * factor))
-            if not explain:
-                obj[v] += -price_kw[s_] * factor * a
+            add_kw(v, a, k0)
 
     # training GPUs at (domain, level) equal the jobs placed there
     w_at: dict[tuple[int, int], list] = defaultdict(list)
@@ -380,10 +384,9 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 int(p.rack_count[k]), float(p.rack_limit_kw[k]), float(p.rack_base_kw[k]))].append(k)
     usd_th = h * p.miner_usd_per_th_h
     for key, racks in groups.items():
-        mm, s_, f_, l_, count, limit, base = key
+        mm, s_, _, _, count, limit, base = key
         nq = int(p.miner_n_modes[mm])
         kw, th = p.miner_kw[mm, :nq], p.miner_th_s[mm, :nq]
-        factor = p.rack_site_factor[racks[0]]
         pats = miner_patterns(count, kw, th, limit - base, keep_all_kw=p.site_price_usd_per_mwh[s_] < 0)
         if pats is not None:
             V, pkw, pth = pats
@@ -391,11 +394,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
             for n in range(len(V)):
                 v = var(f"{tag}n_{len(miner_classes)}_{n}", lowBound=0, upBound=len(racks), cat=pulp.LpInteger)
                 mc.n.append(v)
-                feed_terms[f_].append((v, pkw[n]))
-                loop_terms[l_].append((v, pkw[n]))
-                site_terms[s_].append((v, pkw[n] * factor))
-                if not explain:
-                    obj[v] += usd_th * pth[n] - price_kw[s_] * factor * pkw[n]
+                add_kw(v, pkw[n], racks[0], usd_th * pth[n])
             if mc.n:
                 add_row(pulp.lpSum(mc.n), "<=", len(racks), f"miner_racks[{p.rack_ids[racks[0]]}+{len(racks) - 1}]")
             miner_classes.append(mc)
@@ -405,11 +404,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
             for q in range(nq):
                 v = var(f"{tag}m_{k}_{q}", lowBound=0, upBound=count, cat=pulp.LpInteger)
                 mr.m.append(v)
-                feed_terms[f_].append((v, kw[q]))
-                loop_terms[l_].append((v, kw[q]))
-                site_terms[s_].append((v, kw[q] * factor))
-                if not explain:
-                    obj[v] += usd_th * th[q] - price_kw[s_] * factor * kw[q]
+                add_kw(v, kw[q], k, usd_th * th[q])
             add_row(pulp.lpSum(mr.m), "<=", count, f"rack_miners[{p.rack_ids[k]}]")
             if count * kw.max() > limit - base + EPS:
                 add_row(pulp.LpAffineExpression(list(zip(mr.m, kw))), "<=", limit - base,
