@@ -93,15 +93,18 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
     site_th = np.bincount(p.rack_site, weights=th, minlength=S)
 
     served = np.minimum(p.svc_demand_rps, capacity)
-    infer_usd = float(np.sum(3.6 * served * p.svc_value_per_1k))
-    unserved_usd = float(np.sum(3.6 * (p.svc_demand_rps - served) * p.svc_penalty_per_1k))
+    svc_value = 3.6 * served * p.svc_value_per_1k          # s rps for an hour is 3.6 thousand requests
+    svc_unserved = 3.6 * (p.svc_demand_rps - served) * p.svc_penalty_per_1k
+    site_mining = site_th * p.miner_usd_per_th_h
+    site_energy = site_kw / 1000.0 * p.site_price_usd_per_mwh
+    infer_usd = float(np.sum(svc_value))
+    unserved_usd = float(np.sum(svc_unserved))
     mining_usd = float(site_th.sum() * p.miner_usd_per_th_h)
-    energy_usd = float(np.sum(site_kw / 1000.0 * p.site_price_usd_per_mwh))
+    energy_usd = float(np.sum(site_energy))
     rate = train_usd + infer_usd - unserved_usd + mining_usd - energy_usd
     # by site: a service's money goes where its capacity is (evenly when it runs nowhere)
     share = np.where(capacity[:, None] > 0, site_cap / np.maximum(capacity, 1e-300)[:, None], 1.0 / S)
-    svc_usd = 3.6 * (served * p.svc_value_per_1k - (p.svc_demand_rps - served) * p.svc_penalty_per_1k)
-    site_rate += share.T @ svc_usd + site_th * p.miner_usd_per_th_h - site_kw / 1000.0 * p.site_price_usd_per_mwh
+    site_rate += share.T @ (svc_value - svc_unserved) + site_mining - site_energy
 
     moved = np.zeros(len(p.job_ids), dtype=bool)
     for j in range(len(p.job_ids)):
