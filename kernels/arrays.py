@@ -50,8 +50,8 @@ capacity in rps, free GPUs per domain)."""
 
 # Kernels receive a StructRef (one pointer) rather than the tuple: Numba passes tuples by value,
 # so every call of a helper would copy ~60 array structs. Under NUMBA_DISABLE_JIT the tuple
-# itself is used. The constructors take the arrays one by one (a namedtuple argument's type does
-# not make a stable on-disk cache key).
+# itself is used. The constructors take the arrays as separate arguments in field order (a
+# namedtuple argument's type does not make a stable on-disk cache key; a plain tuple's does).
 @structref.register
 class ProblemRefType(types.StructRef):
     def preprocess_fields(self, fields):
@@ -77,35 +77,13 @@ structref.define_proxy(StateRef, StateRefType, list(STATE_FIELDS))
 
 
 @njit(cache=True)
-def _problem_ref(
-        interval_h, usd_per_th_h, site_lim_kw, site_price_usd_per_mwh, site_base_kw,
-        feed_lim_kw, feed_site, loop_cap_kw, loop_site, gpu_nlev, gpu_perf, gpu_busy_kw,
-        mm_nmodes, mm_th_s, mm_kw, rack_site, rack_feed, rack_loop, rack_kind, rack_lim_kw,
-        rack_base_kw, rack_model, rack_count, rack_domain, rack_dpos, rack_fac, dom_site,
-        dom_model, dom_gpus, dom_ptr, dom_racks, job_gpus, job_val, job_minlev, job_req,
-        job_site_ok, job_move_usd, job_run_dom, job_run_n, svc_gpr, svc_rps, svc_minlev,
-        svc_demand_rps, svc_val, svc_pen, svc_site_ok, svc_move_usd, svc_run_ptr,
-        svc_run_rack, svc_run_reps, model_rack_ptr, model_racks, site_rack_ptr, site_racks,
-        site_dom_ptr, site_doms):
-    return ProblemRef(
-        interval_h, usd_per_th_h, site_lim_kw, site_price_usd_per_mwh, site_base_kw,
-        feed_lim_kw, feed_site, loop_cap_kw, loop_site, gpu_nlev, gpu_perf, gpu_busy_kw,
-        mm_nmodes, mm_th_s, mm_kw, rack_site, rack_feed, rack_loop, rack_kind, rack_lim_kw,
-        rack_base_kw, rack_model, rack_count, rack_domain, rack_dpos, rack_fac, dom_site,
-        dom_model, dom_gpus, dom_ptr, dom_racks, job_gpus, job_val, job_minlev, job_req,
-        job_site_ok, job_move_usd, job_run_dom, job_run_n, svc_gpr, svc_rps, svc_minlev,
-        svc_demand_rps, svc_val, svc_pen, svc_site_ok, svc_move_usd, svc_run_ptr,
-        svc_run_rack, svc_run_reps, model_rack_ptr, model_racks, site_rack_ptr, site_racks,
-        site_dom_ptr, site_doms)
+def _problem_ref(*fields):
+    return ProblemRef(*fields)
 
 
 @njit(cache=True)
-def _state_ref(
-        job_dom, job_lvl, job_n, g_svc, g_rack, g_lvl, g_n, ng, miners, rack_busy, rack_kw,
-        feed_kw, loop_kw, site_kw, svc_cap_rps, dom_free):
-    return StateRef(
-        job_dom, job_lvl, job_n, g_svc, g_rack, g_lvl, g_n, ng, miners, rack_busy, rack_kw,
-        feed_kw, loop_kw, site_kw, svc_cap_rps, dom_free)
+def _state_ref(*fields):
+    return StateRef(*fields)
 
 
 class _WithRef:
