@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from ..assignment import Assignment, evaluate
 from ..model.load import ScenarioError, parse_scenario
+from ..model.running import with_running_from_plan
 from ..model.scenario import Scenario
 from ..problem import Problem, compile_problem
 from ..solve import plan_of
@@ -105,10 +106,6 @@ class _Entry:
 def _with_running(scenario: Scenario, data: dict, plan: dict) -> Scenario:
     """`running` from the plan in force for the workloads it covers; a workload the plan does not
     know (submitted since) keeps the `running` it was submitted with; cancelled ones are ignored."""
-    try:
-        from ..model.running import with_running_from_plan
-    except ImportError:
-        return parse_scenario(scenario_with_running(data, plan))
     jobs = {j.id for j in scenario.training}
     svcs = {s.id for s in scenario.inference}
     known = {**plan, "training": [t for t in plan.get("training", []) if t.get("id") in jobs],
@@ -129,15 +126,13 @@ def _with_running(scenario: Scenario, data: dict, plan: dict) -> Scenario:
 class ServiceLoop:
     def __init__(self, scenario: Scenario, store: Store, clock: Clock, fast: Planner,
                  full: Optional[Planner] = None, actuator: Optional[Actuator] = None,
-                 verifier: Optional[Verifier] = None, tick_s: float = 60.0,
-                 on_change: Optional[Callable[[], None]] = None, polish: Optional[Planner] = None):
+                 verifier: Optional[Verifier] = None, tick_s: float = 60.0, polish: Optional[Planner] = None):
         """`fast` plans every change at once; `polish` (e.g. the full heuristic) and `full` (the MILP)
         run from `improve()`, each adopted only when it verifies and beats the plan in force."""
         self.store, self.clock, self.fast, self.full, self.polish = store, clock, fast, full, polish
         self.actuator = actuator or NullActuator()
         self.verifier = verifier or default_verifier()
         self.tick_s = tick_s
-        self.on_change = on_change
         self.stats = LoopStats()
         data = I.scenario_base_dict(scenario)
         self.site_name = data.get("name") or "scenario"
@@ -213,8 +208,6 @@ class ServiceLoop:
         self._version += 1
         events = self._signals.active_events(self.clock())
         self._parsed = (self._version, events, parsed) if parsed is not None else None
-        if self.on_change is not None:
-            self.on_change()
 
     # Writers are serialised by `_write_lock` (inputs change only under it, so they may be read
     # under it without `_lock`); `_lock` is held only to apply a change, never across the fsync.

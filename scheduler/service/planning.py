@@ -12,6 +12,7 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
+from .. import plan_io
 from ..assignment import Assignment, evaluate, violations
 from ..model.scenario import Scenario
 from ..problem import GPU, MINER, Problem
@@ -266,47 +267,6 @@ def scenario_with_running(data: dict, plan: Optional[dict]) -> dict:
 def assignment_from_plan(problem: Problem, plan: dict) -> Optional[Assignment]:
     """An adopted plan back in index form for `problem` (None when it does not fit the problem)."""
     try:
-        from ..plan_io import assignment_from_plan as external
-        return external(problem, plan)
-    except ImportError:
-        pass
+        return plan_io.assignment_from_plan(problem, plan)
     except Exception:  # noqa: BLE001 - a plan of another shape simply cannot be reused
-        return None
-    p = problem
-    try:
-        a = Assignment.empty(p)
-        rack = {rid: k for k, rid in enumerate(p.rack_ids)}
-        jobs = {jid: j for j, jid in enumerate(p.job_ids)}
-        svcs = {sid: i for i, sid in enumerate(p.svc_ids)}
-
-        def level_of(k: int, cap_w: float) -> int:
-            g = p.rack_model[k]
-            hit = np.nonzero(np.abs(p.gpu_cap_w[g, :p.gpu_n_levels[g]] - cap_w) < 1e-9)[0]
-            if not len(hit):
-                raise KeyError(cap_w)
-            return int(hit[0])
-
-        for t in plan.get("training", []):
-            if t["id"] not in jobs or not t["scheduled"]:
-                continue
-            j = jobs[t["id"]]
-            place = {rack[r]: int(n) for r, n in t["placement"].items() if n}
-            a.job_place[j] = place
-            a.job_level[j] = level_of(next(iter(place)), t["cap_w"])
-        for s in plan.get("inference", []):
-            if s["id"] not in svcs:
-                continue
-            i = svcs[s["id"]]
-            for e in s["placement"]:
-                k = rack[e["rack"]]
-                key = (k, level_of(k, e["cap_w"]))
-                a.svc_place[i][key] = a.svc_place[i].get(key, 0) + int(e["replicas"])
-        for r in plan.get("racks", []):
-            k = rack[r["id"]]
-            if p.rack_kind[k] == MINER:
-                names = p.miner_mode_names[p.rack_model[k]]
-                for mode, n in r.get("miners", {}).items():
-                    a.miners[k, names.index(mode)] = int(n)
-        return a
-    except (KeyError, ValueError, StopIteration, IndexError):
         return None
