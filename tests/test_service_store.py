@@ -54,6 +54,10 @@ def test_retention_keeps_the_newest_plans_and_events_only(tmp_path):
     assert [w.id for w in st.workloads()] == ["a"] and len(st.signals()) == 1
     st.add_event("note", {"x": 1}, 7.0)
     assert [e["kind"] for e in st.events(limit=100)][-1] == "note" and len(st.events(limit=100)) == 5
+    for n in range(6):  # every write that logs an event keeps the log to its newest `keep_events`
+        st.add_signal({"site": "wa", "grid_limit_kw": 20.0 + n}, 8.0 + n)
+    events = st.events(limit=100)
+    assert len(events) == 5 and [e["body"]["grid_limit_kw"] for e in events] == [21.0, 22.0, 23.0, 24.0, 25.0]
 
 
 def test_a_failed_transaction_leaves_nothing(tmp_path):

@@ -123,14 +123,9 @@ class SqliteStore:
             raise
         return last
 
-    def _event(self, kind: str, body: dict, at_s: float) -> tuple[str, tuple]:
-        return ("INSERT INTO events (at_s, kind, body) VALUES (?, ?, ?)", (at_s, kind, _dumps(body)))
-
-    def _retention(self) -> list[tuple[str, tuple]]:
-        """Statements that delete all but the newest `keep_plans` plans and `keep_events` events."""
-        out = []
-        if self.keep_plans is not None:
-            out.append(("DELETE FROM plans WHERE seq <= (SELECT MAX(seq) FROM plans) - ?", (self.keep_plans,)))
+    def _event(self, kind: str, body: dict, at_s: float) -> list[tuple[str, tuple]]:
+        """Append one event; with `keep_events`, delete all but the newest `keep_events` events."""
+        out = [("INSERT INTO events (at_s, kind, body) VALUES (?, ?, ?)", (at_s, kind, _dumps(body)))]
         if self.keep_events is not None:
             out.append(("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.keep_events,)))
         return out
@@ -140,7 +135,7 @@ class SqliteStore:
                    "VALUES (?, ?, ?, 'active', 'api', ?) ON CONFLICT (kind, id) DO UPDATE SET "
                    "body=excluded.body, state='active', source='api', submitted_at_s=excluded.submitted_at_s, "
                    "cancelled_at_s=NULL", (kind, wid, _dumps(body), at_s)),
-                  self._event("workload_submitted", {"kind": kind, "id": wid}, at_s)])
+                  *self._event("workload_submitted", {"kind": kind, "id": wid}, at_s)])
 
     def cancel_workload(self, kind: str, wid: str, source: str, at_s: float) -> None:
         if source == "scenario":  # a tombstone for a workload of the base scenario
@@ -151,7 +146,7 @@ class SqliteStore:
         else:
             sql = ("UPDATE workloads SET state='cancelled', cancelled_at_s=? WHERE kind=? AND id=?",
                    (at_s, kind, wid))
-        self._tx([sql, self._event("workload_cancelled", {"kind": kind, "id": wid}, at_s)])
+        self._tx([sql, *self._event("workload_cancelled", {"kind": kind, "id": wid}, at_s)])
 
     def workloads(self) -> list[WorkloadRow]:
         with self._lock:
@@ -161,7 +156,7 @@ class SqliteStore:
 
     def add_signal(self, body: dict, at_s: float) -> int:
         return self._tx([("INSERT INTO signals (at_s, body) VALUES (?, ?)", (at_s, _dumps(body))),
-                         self._event("signal", body, at_s)])
+                         *self._event("signal", body, at_s)])
 
     def signals(self) -> list[tuple[int, float, dict]]:
         with self._lock:
@@ -169,14 +164,16 @@ class SqliteStore:
         return [(s, t, json.loads(b)) for s, t, b in rows]
 
     def add_plan(self, row: PlanRow) -> int:
+        trim = [] if self.keep_plans is None else [
+            ("DELETE FROM plans WHERE seq <= (SELECT MAX(seq) FROM plans) - ?", (self.keep_plans,))]
         return self._tx([
             ("INSERT INTO plans (adopted_at_s, inputs_hash, method, status, solver_seconds, objective_usd, "
              "reason, plan) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
              (row.adopted_at_s, row.inputs_hash, row.method, row.status, row.solver_seconds,
               row.objective_usd, row.reason, _dumps(row.plan))),
-            self._event("plan_adopted", {"method": row.method, "status": row.status, "reason": row.reason,
-                                         "objective_usd": row.objective_usd, "inputs_hash": row.inputs_hash},
-                        row.adopted_at_s)] + self._retention(), durable=False)
+            *self._event("plan_adopted", {"method": row.method, "status": row.status, "reason": row.reason,
+                                          "objective_usd": row.objective_usd, "inputs_hash": row.inputs_hash},
+                         row.adopted_at_s), *trim], durable=False)
 
     _PLAN_COLS = "seq, adopted_at_s, inputs_hash, method, status, solver_seconds, objective_usd, reason, plan"
 
@@ -201,13 +198,13 @@ class SqliteStore:
         return [self._plan_row(r) for r in rows]
 
     def add_event(self, kind: str, body: dict, at_s: float) -> int:
-        return self._tx([self._event(kind, body, at_s)] + self._retention())
+        return self._tx(self._event(kind, body, at_s))
 
     def events(self, after: int = 0, limit: int = 100) -> list[dict]:
         with self._lock:
             rows = self._db.execute("SELECT seq, at_s, kind, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                     (after, limit)).fetchall()
-        return [{"seq": s, "at_s": t, "kind": k, **{"body": json.loads(b)}} for s, t, k, b in rows]
+        return [{"seq": s, "at_s": t, "kind": k, "body": json.loads(b)} for s, t, k, b in rows]
 
     def close(self) -> None:
         with self._lock:
