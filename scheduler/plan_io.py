@@ -9,11 +9,8 @@ import numpy as np
 
 from .assignment import Assignment
 from .model.load import ScenarioError
+from .model.running import is_count, plan_entries
 from .problem import GPU, MINER, Problem
-
-
-def _is_count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _is_number(v: Any) -> bool:
@@ -31,20 +28,6 @@ def _level(p: Problem, g: int, cap_w: Any, path: str, errs: list[str]) -> int:
         errs.append(f"{path}: {float(cap_w):g} W is not a cap level of {p.gpu_model_ids[g]} ({levels})")
         return -1
     return int(hits[0])
-
-
-def _entries(plan: dict, key: str, errs: list[str]) -> list[tuple[int, dict]]:
-    items = plan.get(key, [])
-    if not isinstance(items, list):
-        errs.append(f"plan.{key}: must be a list")
-        return []
-    out = []
-    for n, e in enumerate(items):
-        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
-            errs.append(f"plan.{key}[{n}]: must be an object with a string 'id'")
-            continue
-        out.append((n, e))
-    return out
 
 
 def assignment_from_plan(p: Problem, plan: Any) -> Assignment:
@@ -69,11 +52,8 @@ def assignment_from_plan(p: Problem, plan: Any) -> Assignment:
             return None
         return k
 
-    for n, e in _entries(plan, "training", errs):
+    for e in plan_entries(plan, "training", jobs, "training job", errs):
         path = f"plan.training[{e['id']}]"
-        if e["id"] not in jobs:
-            errs.append(f"plan.training[{n}].id: unknown training job '{e['id']}'")
-            continue
         j = jobs[e["id"]]
         if not e.get("scheduled"):
             continue
@@ -86,7 +66,7 @@ def assignment_from_plan(p: Problem, plan: Any) -> Assignment:
             k = gpu_rack(rid, f"{path}.placement")
             if k is None:
                 continue
-            if not _is_count(cnt):
+            if not is_count(cnt):
                 errs.append(f"{path}.placement.{rid}: must be a GPU count (got {cnt!r})")
                 continue
             if cnt:
@@ -102,10 +82,7 @@ def assignment_from_plan(p: Problem, plan: Any) -> Assignment:
             a.job_level[j] = lvl
             a.job_place[j] = out
 
-    for n, e in _entries(plan, "inference", errs):
-        if e["id"] not in svcs:
-            errs.append(f"plan.inference[{n}].id: unknown inference service '{e['id']}'")
-            continue
+    for e in plan_entries(plan, "inference", svcs, "inference service", errs):
         i = svcs[e["id"]]
         path = f"plan.inference[{e['id']}].placement"
         place = e.get("placement", [])
@@ -120,17 +97,14 @@ def assignment_from_plan(p: Problem, plan: Any) -> Assignment:
             if k is None:
                 continue
             reps = item.get("replicas")
-            if not _is_count(reps):
+            if not is_count(reps):
                 errs.append(f"{path}[{m}].replicas: must be a count (got {reps!r})")
                 continue
             lvl = _level(p, int(p.rack_model[k]), item.get("cap_w"), f"{path}[{m}].cap_w", errs)
             if lvl >= 0 and reps:
                 a.svc_place[i][k, lvl] = a.svc_place[i].get((k, lvl), 0) + reps
 
-    for n, e in _entries(plan, "racks", errs):
-        if e["id"] not in racks:
-            errs.append(f"plan.racks[{n}].id: unknown rack '{e['id']}'")
-            continue
+    for e in plan_entries(plan, "racks", racks, "rack", errs):
         k = racks[e["id"]]
         modes = e.get("miners")
         if modes is None:
@@ -146,7 +120,7 @@ def assignment_from_plan(p: Problem, plan: Any) -> Assignment:
             if mode not in names:
                 errs.append(f"plan.racks[{e['id']}].miners.{mode}: unknown mode "
                             f"(known: {', '.join(names)})")
-            elif not _is_count(cnt):
+            elif not is_count(cnt):
                 errs.append(f"plan.racks[{e['id']}].miners.{mode}: must be a count (got {cnt!r})")
             else:
                 a.miners[k, names.index(mode)] = cnt

@@ -11,8 +11,24 @@ from .load import ScenarioError
 from .scenario import Scenario
 
 
-def _count(v: Any) -> bool:
+def is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def plan_entries(plan: dict, key: str, known, what: str, errs: list[str]):
+    """The entries of the plan list `key` that are objects with a string id in `known` (the
+    previous plan's readers: here and `scheduler.plan_io`); each other entry is an error line."""
+    items = plan.get(key, [])
+    if not isinstance(items, list):
+        errs.append(f"plan.{key}: must be a list")
+        return
+    for n, e in enumerate(items):
+        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
+            errs.append(f"plan.{key}[{n}]: must be an object with a string 'id'")
+        elif e["id"] not in known:
+            errs.append(f"plan.{key}[{n}].id: unknown {what} '{e['id']}'")
+        else:
+            yield e
 
 
 def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
@@ -37,17 +53,7 @@ def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
         return True
 
     job_running: dict[str, dict[str, int]] = {}
-    training = plan.get("training", [])
-    if not isinstance(training, list):
-        errs.append("plan.training: must be a list")
-        training = []
-    for n, e in enumerate(training):
-        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
-            errs.append(f"plan.training[{n}]: must be an object with a string 'id'")
-            continue
-        if e["id"] not in jobs:
-            errs.append(f"plan.training[{n}].id: unknown training job '{e['id']}'")
-            continue
+    for e in plan_entries(plan, "training", jobs, "training job", errs):
         if not e.get("scheduled"):
             continue
         place = e.get("placement")
@@ -59,24 +65,14 @@ def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
         for rid, cnt in place.items():
             if not gpu_rack(rid, path):
                 continue
-            if not _count(cnt):
+            if not is_count(cnt):
                 errs.append(f"{path}.{rid}: must be a GPU count (got {cnt!r})")
             elif cnt:
                 out[rid] = cnt
         job_running[e["id"]] = out
 
     svc_running: dict[str, dict[str, int]] = {}
-    inference = plan.get("inference", [])
-    if not isinstance(inference, list):
-        errs.append("plan.inference: must be a list")
-        inference = []
-    for n, e in enumerate(inference):
-        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
-            errs.append(f"plan.inference[{n}]: must be an object with a string 'id'")
-            continue
-        if e["id"] not in svcs:
-            errs.append(f"plan.inference[{n}].id: unknown inference service '{e['id']}'")
-            continue
+    for e in plan_entries(plan, "inference", svcs, "inference service", errs):
         place = e.get("placement", [])
         path = f"plan.inference[{e['id']}].placement"
         if not isinstance(place, list):
@@ -90,7 +86,7 @@ def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
             rid, reps = item.get("rack"), item.get("replicas")
             if not gpu_rack(rid, f"{path}[{m}].rack"):
                 continue
-            if not _count(reps):
+            if not is_count(reps):
                 errs.append(f"{path}[{m}].replicas: must be a count (got {reps!r})")
             elif reps:
                 out[rid] = out.get(rid, 0) + reps
