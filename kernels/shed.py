@@ -48,21 +48,10 @@ def worst_violation(pa, st):
     return bt, bi, bd
 
 
-@njit(cache=True)
-def weight(pa, rt, ri, k):
-    """kW freed on resource (rt, ri) per rack kW freed on rack k (0 when k is not on it)."""
-    if rt == R_RACK:
-        return 1.0 if k == ri else 0.0
-    if rt == R_FEED:
-        return 1.0 if pa.rack_feed[k] == ri else 0.0
-    if rt == R_LOOP:
-        return 1.0 if pa.rack_loop[k] == ri else 0.0
-    return pa.rack_fac[k] if pa.rack_site[k] == ri else 0.0
-
-
 @njit(cache=True, inline="always")
 def _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac):
-    """`weight` on arrays bound by the caller (no StructRef reads in a scan's inner loop)."""
+    """kW freed on resource (rt, ri) per rack kW freed on rack k (0 when k is not on it); the
+    rack arrays are bound by the caller (no StructRef reads in a scan's inner loop)."""
     if rt == R_RACK:
         return 1.0 if k == ri else 0.0
     if rt == R_FEED:
@@ -72,15 +61,10 @@ def _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac):
     return rack_fac[k] if rack_site[k] == ri else 0.0
 
 
-@njit(cache=True)
-def energy_usd(pa, k, dkw):
-    """USD over the interval that dkw rack kW on rack k costs in energy (cooling included)."""
-    return pa.interval_h * dkw * pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
-
-
 @njit(cache=True, inline="always")
 def _energy(interval_h, dkw, fac, price):
-    """energy_usd from the rack's factor and its site's price (same arithmetic)."""
+    """USD over the interval that dkw rack kW cost in energy (cooling included), from the rack's
+    factor and its site's price."""
     return interval_h * dkw * fac * price / 1000.0
 
 
@@ -240,7 +224,7 @@ def shed(pa, st, keep_job, keep_level):
                 if k != k0 and (pa.rack_kind[k] != MINER_KIND or pa.rack_model[k] != mm
                                 or pa.rack_fac[k] != pa.rack_fac[k0] or st.miners[k, qf] <= 0):
                     continue
-                w = weight(pa, rt, ri, k)
+                w = _weight(rt, ri, k, rack_feed, rack_loop, rack_site, rack_fac)
                 if w <= 0.0:
                     continue
                 u = min(st.miners[k, qf], int(np.ceil(left / (dk * w) - 1e-12)))
