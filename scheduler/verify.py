@@ -587,6 +587,12 @@ def svc_moves(before: dict[str, int], now: dict[str, int]) -> int:
     return sum(abs(now.get(k, 0) - before.get(k, 0)) for k in set(now) | set(before))
 
 
+def running_before(sc: Scenario) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Where each job (rack -> GPUs) and service (rack -> replicas) runs before the plan."""
+    return ({j.id: dict(j.running or {}) for j in sc.training},
+            {i.id: {k: n for k, n in (i.running or {}).items() if n} for i in sc.inference})
+
+
 def check_moves(idx: Index, dec: Decisions, job_before: dict[str, dict[str, int]],
                 svc_before: dict[str, dict[str, int]], free: set[str], prefix: str,
                 out: list[str]) -> float:
@@ -627,9 +633,7 @@ def verify_plan(scenario: Scenario, plan: Any) -> list[str]:
     ph = compute(idx, cond, dec)
     out += check_limits(idx, cond, dec, ph, must_run=set(idx.job))
     out += check_figures(idx, cond, plan, dec, ph)
-    job_before = {j.id: dict(j.running or {}) for j in scenario.training}
-    svc_before = {i.id: {k: n for k, n in (i.running or {}).items() if n} for i in scenario.inference}
-    moves_usd = check_moves(idx, dec, job_before, svc_before, set(), "", out)
+    moves_usd = check_moves(idx, dec, *running_before(scenario), set(), "", out)
     rate = ph.other_usd_per_h + sum(ph.job_usd_per_h.values())
     objective = cond.hours * rate - moves_usd
     check_objective(plan, objective, out)

@@ -9,8 +9,8 @@ from typing import Any, Optional
 
 from .model import Scenario
 from .verify import (Decisions, Index, body_structure, check_figures, check_limits, check_moves,
-                     check_objective, close, compare, compute, conditions, entries, fmt,
-                     read_decisions, read_number, show)
+                     check_objective, close, compare, compute, conditions, fmt, known_entries,
+                     read_decisions, read_number, running_before, show)
 
 
 def _work_tol(remaining_gpu_h: float) -> float:
@@ -99,8 +99,7 @@ class _Work:
 def _periods(sc: Scenario, idx: Index, periods: list, decs: list[Decisions], starts: list[float],
              work: _Work, out: list[str]) -> float:
     """Check every period in order; return the sum of recomputed period objectives."""
-    job_before = {j.id: dict(j.running or {}) for j in sc.training}
-    svc_before = {i.id: {k: n for k, n in (i.running or {}).items() if n} for i in sc.inference}
+    job_before, svc_before = running_before(sc)
     prev_site_kw: Optional[dict[str, float]] = None
     total_usd = 0.0
     for p, (body, dec) in enumerate(zip(periods, decs)):
@@ -145,11 +144,7 @@ def _totals(sc: Scenario, idx: Index, plan: dict, work: _Work, end_h: float, out
     """Check the top-level training entries; return the recomputed late penalties."""
     penalties_usd = 0.0
     seen = set()
-    for jid, e in entries(plan, "training", "", out):
-        path = f"training[{jid}]"
-        if jid not in idx.job or jid in seen:
-            out.append(f"{path}: " + ("listed twice" if jid in seen else "unknown training job"))
-            continue
+    for jid, e, path in known_entries(plan, "training", "", out, idx.job, "training job"):
         seen.add(jid)
         tracked = idx.job[jid].remaining_gpu_h is not None
         completed = work.completed_h.get(jid)
