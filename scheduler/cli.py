@@ -65,12 +65,11 @@ def cmd_plan(args) -> int:
     figures = evaluate(problem, result.assignment) if result.assignment is not None else None
     plan = plan_of(problem, result, figures)
     out = args.output or f"plan-{problem.name}.json"
+    _write_json(out, plan)
     if result.assignment is None:
-        _write_json(out, plan)
         from .summary import print_infeasible
         print_infeasible(problem.name, result.method, result.seconds, result.infeasible)
         return EXIT_FAIL
-    _write_json(out, plan)
     if not args.quiet:
         from .summary import summarize
         # with `-o -` stdout carries the plan JSON alone, so the summary goes to stderr
