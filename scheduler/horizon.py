@@ -39,8 +39,9 @@ import numpy as np
 import pulp
 
 from .assignment import Assignment
-from .horizon_core import (Horizon, HorizonResult, WorkState, evaluate_horizon, job_work_gpu_h,
-                           period_violations, with_running)
+from .horizon_agg import upper_hull
+from .horizon_core import (Horizon, HorizonResult, WorkState, feasible_plans, job_work_gpu_h,
+                           with_running)
 from .milp import _Highs, extract, warm_values
 from .milp_model import Model, build
 from .problem import Problem
@@ -51,27 +52,6 @@ HULL_ABOVE_PATTERNS = 20000    # miner pattern columns over the horizon above wh
 MAX_HORIZON_COLUMNS = 45000    # above: the aggregated horizon MILP (a 2-core machine reaches 0.5 %
                                # on 24 periods of the 18 MW site (40k columns) in ~30 s, 3.6 % on 48
                                # in 120 s, and needs ~130 s for the LP relaxation of 192)
-
-
-def _hull(pkw: np.ndarray, pth: np.ndarray) -> set[int]:
-    """Indices of patterns on the upper concave hull of TH/s over kW (with the origin)."""
-    pts = sorted([(0.0, 0.0, -1)] + [(float(pkw[n]), float(pth[n]), n) for n in range(len(pkw))])
-    hull: list[tuple[float, float, int]] = []
-    for pt in pts:
-        while len(hull) >= 2:
-            (x1, y1, _), (x2, y2, _) = hull[-2], hull[-1]
-            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) > 1e-9:
-                hull.pop()
-            else:
-                break
-        hull.append(pt)
-    # keep only the rising part (more kW must buy more TH/s)
-    out, best = set(), -1.0
-    for x, y, n in hull:
-        if n >= 0 and y > best + 1e-9:
-            out.add(n)
-        best = max(best, y)
-    return out
 
 
 def _site_kw_expr(m: Model, s: int) -> tuple[pulp.LpAffineExpression, float]:
@@ -109,7 +89,7 @@ class _HorizonModel:
                 miner_hull = P * sum(len(mc.n) for mc in m.miner_classes) > HULL_ABOVE_PATTERNS
             if miner_hull:
                 for mc in m.miner_classes:
-                    keep = _hull(mc.pattern_kw, mc.pattern_th)
+                    keep = set(upper_hull(mc.pattern_kw, mc.pattern_th, rising_only=True))
                     for n, v in enumerate(mc.n):
                         if n not in keep:
                             v.upBound = 0
@@ -237,32 +217,23 @@ class _HorizonModel:
             cost = float(base.job_move_cost_usd[j])
             if cost <= 0:
                 continue
-            run_d = int(base.job_run_domain[j])
-            for p, m in enumerate(self.models):
-                if p == 0:
-                    continue        # build() costs period 0 against the running placement
-                else:
-                    groups = {key: None for key in self._level_groups(self.models[p - 1], j)}
-                for key in groups:
+            # period 0 is costed against the running placement by build() itself
+            for p in range(1, len(self.models)):
+                m, before = self.models[p], self.models[p - 1]
+                for key in self._level_groups(before, j):
                     mv = self.var(f"mv_{j}_{p}_{len(self.aux_rows)}")
                     self.obj[mv] -= cost
-                    now = self._group_vars(m, j, key)
-                    terms = [(v, -1) for v in now] + [(mv, -1)]
-                    if p and (j, p - 1) in self.done:
+                    terms = ([(v, -1) for v in self._group_vars(m, j, key)] + [(mv, -1)]
+                             + [(v, 1) for v in self._group_vars(before, j, key)])
+                    if (j, p - 1) in self.done:
                         terms.append((self.done[j, p - 1], -1))
-                    if p == 0:
-                        self.row(pulp.LpAffineExpression(terms), "<=", -1.0, f"move[{j}@{p}]", aux=mv)
-                    else:
-                        terms += [(v, 1) for v in self._group_vars(self.models[p - 1], j, key)]
-                        self.row(pulp.LpAffineExpression(terms), "<=", 0.0, f"move[{j}@{p}]", aux=mv)
+                    self.row(pulp.LpAffineExpression(terms), "<=", 0.0, f"move[{j}@{p}]", aux=mv)
         for i in range(I):
             cost = float(base.svc_move_cost_usd[i])
             if cost <= 0:
                 continue
-            for p, m in enumerate(self.models):
-                if p == 0:
-                    continue
-                before = self.models[p - 1].units
+            for p in range(1, len(self.models)):
+                m, before = self.models[p], self.models[p - 1].units
                 for u_idx, u in enumerate(m.units):
                     racks = set(u.racks)
                     now = [v for (ii, _), v in u.r.items() if ii == i]
@@ -491,19 +462,13 @@ def solve_horizon_milp(h: Horizon, opts: Optional[SolveOptions] = None,
     bound = -raw if math.isfinite(raw) else None
     extra = {"rows": len(hm.lp.constraints()), "columns": len(hm.lp.variables()),
              "periods": h.n_periods}
-    cands = []
+    milp_plan = None
     if has:
         try:
-            asg = _sticky(h, [extract(m) for m in hm.models], hm.models)
-            total, pf, _ = evaluate_horizon(h, asg)
-            if not period_violations(h, pf):
-                cands.append((total, asg, "milp"))
+            milp_plan = _sticky(h, [extract(m) for m in hm.models], hm.models)
         except RuntimeError:
             pass
-    if start.assignments is not None:
-        total, pf, _ = evaluate_horizon(h, start.assignments)
-        if not period_violations(h, pf):
-            cands.append((total, start.assignments, "rolling"))
+    cands = feasible_plans(h, [("milp", milp_plan), ("rolling", start.assignments)])
     seconds = time.perf_counter() - t0
     if not cands:
         infeasible = status in (highspy.HighsModelStatus.kInfeasible,

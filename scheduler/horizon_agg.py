@@ -42,7 +42,7 @@ import highspy
 import numpy as np
 
 from .assignment import Assignment
-from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, period_violations
+from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, feasible_plans
 from .horizon_rolling import solve_rolling
 from .milp_model import miner_patterns
 from .problem import GPU, Problem
@@ -149,22 +149,25 @@ class _MinerGroup:
     patterns: np.ndarray      # [n, Q] miners per mode (fractional for LP vertices)
 
 
-def _upper_hull(pkw: np.ndarray, pth: np.ndarray) -> list[int]:
-    """Indices of the vertices of the upper concave hull of (kW, TH/s) with the origin."""
-    pts = sorted([(0.0, 0.0, -1)] + [(float(pkw[n]), float(pth[n]), n) for n in range(len(pkw))],
-                 key=lambda t: (t[0], -t[1]))
+def upper_hull(pkw: np.ndarray, pth: np.ndarray, rising_only: bool = False) -> list[int]:
+    """Indices of the patterns on the upper concave hull of (kW, TH/s) with the origin, in kW
+    order; with `rising_only`, only its rising part (more kW must buy more TH/s)."""
+    pts = sorted([(0.0, 0.0, -1)] + [(float(pkw[n]), float(pth[n]), n) for n in range(len(pkw))])
     hull: list[tuple[float, float, int]] = []
     for pt in pts:
-        if hull and abs(pt[0] - hull[-1][0]) <= 1e-12:
-            continue          # same kW, lower TH/s (sorted): never on the upper hull
         while len(hull) >= 2:
             (x1, y1, _), (x2, y2, _) = hull[-2], hull[-1]
-            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) >= -1e-12:
+            if (x2 - x1) * (pt[1] - y1) - (y2 - y1) * (pt[0] - x1) > 1e-9:
                 hull.pop()
             else:
                 break
         hull.append(pt)
-    return [n for _, _, n in hull if n >= 0]
+    out, best = [], -1.0
+    for _, y, n in hull:
+        if n >= 0 and (not rising_only or y > best + 1e-9):
+            out.append(n)
+        best = max(best, y)
+    return out
 
 
 def _lp_vertices(count: int, kw: np.ndarray, th: np.ndarray, room_kw: float):
@@ -213,7 +216,7 @@ def _groups(p: Problem) -> tuple[list[_GpuGroup], list[_MinerGroup]]:
         if pats is None:      # too many to enumerate: the vertices of the rack's LP relaxation
             pats = _lp_vertices(count, kw, th, limit - base)
         V, pkw, pth = pats
-        keep = _upper_hull(pkw, pth)
+        keep = upper_hull(pkw, pth)
         mgroups.append(_MinerGroup(racks, mm, s, f, l, count, limit - base, float(p.rack_site_factor[racks[0]]),
                                    pkw[keep], pth[keep], V[keep]))
     return groups, mgroups
@@ -231,17 +234,16 @@ class AggregatedHorizon:
         self.m = LinearModel()
         p0 = h.problems[0]
         self.groups, self.mgroups = _groups(p0)
-        J, I = len(p0.job_ids), len(p0.svc_ids)
+        J = len(p0.job_ids)
         P = h.n_periods
         start = WorkState.start(h)
         self.tracked = [not np.isnan(h.remaining_gpu_h[j]) for j in range(J)]
         self.finished0 = [start.finished(j) for j in range(J)]
         self.x: dict[tuple[int, int, int, int], int] = {}      # (p, j, d, c)
         self.z: dict[tuple[int, int], int] = {}                # (p, j): work complete before p
-        self.earned: dict[tuple[int, int], list[tuple[int, int]]] = {}   # (p, j) -> [(col, model)]
+        self.earned: dict[tuple[int, int], list[int]] = {}     # (p, j) -> work earned per GPU model
         self.x_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)   # (p, j, d) -> x columns
-        self.r: dict[tuple[int, int, int, int], int] = {}      # (p, service, group, level)
-        self.r_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+        self.r_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)   # (p, service, group) -> replicas
         self.site_kw: list[dict[int, tuple[list, float]]] = []
         m = self.m
         # --- completion indicators (tracked jobs) ----------------------------------------------
@@ -272,7 +274,7 @@ class AggregatedHorizon:
         for j in range(J):
             if self.finished0[j]:
                 continue
-            mine, job_x = [], []
+            job_x = []
             for d in range(len(prob.domain_ids)):
                 if not prob.job_domain_ok(j, d):
                     continue
@@ -289,13 +291,12 @@ class AggregatedHorizon:
                         v = self._xcol[key] = m.col(0, 1, rev, integer=True)
                     self.x[p, j, d, c] = v
                     at[d, c].append((v, int(prob.job_gpus[j])))
-                    mine.append(v)
                     job_x.append((v, d, c))
                     self.x_of[p, j, d].append(v)
-            if not mine:
+            if not job_x:
                 continue
             z = self.z.get((p, j)) if p > 0 else None
-            once = [(v, 1) for v in mine] + ([(z, 1)] if z is not None else [])
+            once = [(v, 1) for v, _, _ in job_x] + ([(z, 1)] if z is not None else [])
             m.row(once, hi=1)
             if prob.job_required[j]:
                 m.row(once, lo=1)       # runs until its work is complete (untracked: always)
@@ -308,12 +309,11 @@ class AggregatedHorizon:
                         if int(prob.domain_model[d]) == g:
                             terms.append((v, -hrs * prob.job_gpus[j] * prob.gpu_perf[g, c]))
                     m.row(terms, hi=0)
-                    cols.append((e, g))
+                    cols.append(e)
                 self.earned[p, j] = cols
         # GPU groups: training GPUs per level, replicas per (service, level)
         dom_t: dict[tuple[int, int], list] = defaultdict(list)
         cap_terms: dict[int, list] = defaultdict(list)
-        self_r = {}
         for gi, gg in enumerate(self.groups):
             n = len(gg.racks)
             g = gg.model
@@ -331,7 +331,7 @@ class AggregatedHorizon:
                     kw = gpr * float(prob.gpu_busy_kw[g, c])
                     per = gg.count // gpr if kw <= 0 else min(gg.count // gpr, int(math.floor(gg.room_kw / kw + 1e-9)))
                     v = m.col(0, max(per, 0) * n, -price_kw[gg.site] * gg.factor * kw)
-                    self_r[i, gi, c] = v
+                    self.r_of[p, i, gi].append(v)
                     cap_terms[i].append((v, float(prob.svc_replica_rps[i, g] * prob.gpu_perf[g, c])))
                     busy.append((v, float(gpr)))
                     power.append((v, kw))
@@ -342,9 +342,6 @@ class AggregatedHorizon:
                 feed_terms[gg.feed].append((v, a))
                 loop_terms[gg.loop].append((v, a))
                 site_terms[gg.site].append((v, a * gg.factor))
-        for (i, gi, c), v in self_r.items():
-            self.r[p, i, gi, c] = v
-            self.r_of[p, i, gi].append(v)
         for (d, c), xs in at.items():
             m.row([(v, 1.0) for v in dom_t[d, c]] + [(v, -n) for v, n in xs], lo=0, hi=0)
         for d in range(len(prob.domain_ids)):
@@ -458,7 +455,7 @@ class AggregatedHorizon:
             for p in range(1, P + 1):
                 c = m.col(0, R)
                 prev = [] if cum[-1] is None else [(cum[-1], -1.0)]
-                m.row([(c, 1.0)] + prev + [(e, -1.0) for e, _ in self.earned.get((p - 1, j), [])], lo=0.0, hi=0.0)
+                m.row([(c, 1.0)] + prev + [(e, -1.0) for e in self.earned.get((p - 1, j), [])], lo=0.0, hi=0.0)
                 m.row([(self.z[p, j], R), (c, -1.0)], hi=0)
                 cum.append(c)
             D, pen = float(h.deadline_h[j]), float(h.late_usd_per_h[j])
@@ -631,22 +628,15 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
         hs.setOptionValue("mip_heuristic_effort", 0.3)
         hs.run()
-        cands = []
+        disaggregated = None
         if hs.getInfo().primal_solution_status == 2:
             extra["aggregated_objective_usd"] = float(hs.getInfo().objective_function_value)
             sched = coarse.schedule(np.array(hs.getSolution().col_value))
             left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 3.0
             dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched)
             if dis.assignments is not None:
-                asg = stick_replicas(h, dis.assignments)
-                total, pf, _ = evaluate_horizon(h, asg)
-                if not period_violations(h, pf):
-                    cands.append((total, asg, "aggregated"))
-        if start.assignments is not None:
-            total, pf, _ = evaluate_horizon(h, start.assignments)
-            if not period_violations(h, pf):
-                cands.append((total, start.assignments, "rolling"))
-                extra["rolling_objective_usd"] = total
+                disaggregated = stick_replicas(h, dis.assignments)
+        cands = feasible_plans(h, [("aggregated", disaggregated), ("rolling", start.assignments)])
         if not parallel:
             bound = _dual_bound(full.m, deadline - time.perf_counter() - 1.0)
         if future is not None:
@@ -664,6 +654,7 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                              extra=extra)
     total, asg, source = max(cands, key=lambda c: c[0])
     extra["source"] = source
+    extra["rolling_objective_usd"] = next((c[0] for c in cands if c[2] == "rolling"), None)
     if bound is not None and bound < total:
         bound = total
     gap = relative_gap(total, bound)

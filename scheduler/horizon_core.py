@@ -234,6 +234,19 @@ def period_violations(h: Horizon, periods: list[PeriodFigures]) -> list[str]:
     return out
 
 
+def feasible_plans(h: Horizon, candidates: list[tuple[str, Optional[list[Assignment]]]]
+                   ) -> list[tuple[float, list[Assignment], str]]:
+    """(objective, assignments, source) of each candidate plan that keeps every limit and ramp
+    in every period (a solver's self-check before it returns the best)."""
+    out = []
+    for source, asg in candidates:
+        if asg is not None:
+            total, periods, _ = evaluate_horizon(h, asg)
+            if not period_violations(h, periods):
+                out.append((total, asg, source))
+    return out
+
+
 def horizon_plan(h: Horizon, result: HorizonResult) -> dict:
     """The SPEC 6 horizon plan JSON of a result (for an infeasible one, the limits)."""
     if result.assignments is None:

@@ -139,13 +139,13 @@ def test_infeasible_window_names_the_period():
 def test_miner_hull_keeps_the_upper_concave_envelope():
     import random
 
-    from scheduler.horizon import _hull
+    from scheduler.horizon_agg import upper_hull
     rng = random.Random(7)
     for _ in range(50):
         n = rng.randint(1, 12)
         kw = [rng.uniform(0.5, 10) for _ in range(n)]
         th = [rng.uniform(0, 100) for _ in range(n)]
-        keep = _hull(kw, th)
+        keep = upper_hull(kw, th, rising_only=True)
         pts = [(0.0, 0.0)] + [(kw[i], th[i]) for i in keep]
 
         def envelope(x):       # the best mix of two kept points (or the origin) at x kW

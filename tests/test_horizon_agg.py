@@ -13,7 +13,7 @@ from test_horizon_cases import tiny
 
 from scheduler import horizon, horizon_agg
 from scheduler.horizon import plan_horizon, solve_horizon_milp
-from scheduler.horizon_agg import AggregatedHorizon, _lp_vertices, _upper_hull, solve_horizon_aggregated
+from scheduler.horizon_agg import AggregatedHorizon, _lp_vertices, solve_horizon_aggregated, upper_hull
 from scheduler.horizon_core import HorizonResult, compile_horizon, evaluate_horizon, horizon_plan
 from scheduler.horizon_rolling import solve_rolling
 from scheduler.milp_model import miner_patterns
@@ -198,7 +198,7 @@ def test_miner_hull_and_lp_vertices_cover_every_pattern(count, kw, th, room):
         return best
 
     V, pkw, pth = miner_patterns(count, kw, th, room, keep_all_kw=True)
-    keep = _upper_hull(pkw, pth)
+    keep = upper_hull(pkw, pth)
     LV, lkw, lth = _lp_vertices(count, kw, th, room)
     assert (LV >= -1e-9).all() and (LV.sum(axis=1) <= count + 1e-9).all() and (lkw <= room + 1e-9).all()
     for q in itertools.product(range(count + 1), repeat=len(kw)):
