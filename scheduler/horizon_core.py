@@ -140,6 +140,11 @@ class WorkState:
             self.completed_h[j] = float(h.start_h[p] + frac * h.hours[p])
         return frac
 
+    def run_period(self, h: Horizon, p: int, prob: Problem, a: Assignment) -> dict[int, float]:
+        """Account every job `a` schedules in period p; returns each one's revenue fraction f_p."""
+        return {j: self.run(h, j, job_work_gpu_h(prob, a, j), p)
+                for j in range(len(a.job_level)) if a.job_level[j] >= 0}
+
     def copy(self) -> "WorkState":
         return WorkState(self.left.copy(), self.done.copy(), list(self.completed_h))
 
@@ -201,10 +206,8 @@ def evaluate_horizon(h: Horizon, assignments: list[Assignment]) -> tuple[float, 
                 prob = with_running(base, only_jobs(prev, keep))
         f = evaluate(prob, a)
         obj = f.objective_usd
-        for j in range(len(prob.job_ids)):
-            if a.job_level[j] >= 0:
-                frac = work.run(h, j, job_work_gpu_h(prob, a, j), p)
-                obj -= prob.interval_h * (1.0 - frac) * job_rate_usd_per_h(prob, a, j)
+        for j, frac in work.run_period(h, p, prob, a).items():
+            obj -= prob.interval_h * (1.0 - frac) * job_rate_usd_per_h(prob, a, j)
         total += obj
         out.append(PeriodFigures(prob, a, float(obj), f.site_kw.copy()))
         prev = a

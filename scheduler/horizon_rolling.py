@@ -13,8 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .assignment import Assignment, evaluate
-from .horizon_core import (Horizon, HorizonResult, WorkState, only_jobs, drop_finished, job_work_gpu_h,
-                           with_running)
+from .horizon_core import Horizon, HorizonResult, WorkState, only_jobs, drop_finished, with_running
 from .problem import MINER, Problem
 from .solve import SolveOptions
 
@@ -200,9 +199,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         if prev_site is not None and not np.isnan(ramp).all():
             floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
             a = raise_to_floor(prob, a, floor)
-        for j in range(len(base.job_ids)):
-            if a.job_level[j] >= 0:
-                work.run(h, j, job_work_gpu_h(base, a, j), p)
+        work.run_period(h, p, base, a)
         out.append(a)
         prev, prev_site = a, evaluate(base, a).site_kw
     return HorizonResult(out, "rolling", "feasible", time.perf_counter() - t0, backend="kernels")
