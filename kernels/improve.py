@@ -125,10 +125,12 @@ def required_placed(pa, st):
 
 @njit(cache=True)
 def _settle(pa, st, keep_job, keep_level, inc, nbuf, cand, cnt, run, site):
+    """After a move: shed to the limits, top up with the fill; False when that fails or a
+    required job is left out."""
     if not shed(pa, st, keep_job, keep_level):
         return False
     fill(pa, st, inc[0], inc[1], inc[2], inc[3], inc[4], nbuf, cand, cnt, run, site)
-    return True
+    return required_placed(pa, st)
 
 
 @njit(cache=True)
@@ -192,7 +194,7 @@ def _try_insert(pa, st, j, d, ev, relocate, start_lvl, job_order, was_dom, inc, 
     if not _settle(pa, st, j, -1, inc, nbuf, cand, cnt, run, pa.dom_site[d]):
         return False
     recompute(pa, st)
-    return required_placed(pa, st)
+    return True
 
 
 @njit(cache=True)
@@ -224,9 +226,8 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
     kept = 0
     tried = 0
     pairs = J <= PAIR_MAX_JOBS
-    improved = True
-    while improved and tried < max_moves:
-        improved = False
+    while tried < max_moves:
+        kept0 = kept            # a round that keeps no move ends the search
         compact_groups(st)
         base = objective_usd(pa, st)
         for jj in range(len(job_order)):
@@ -285,9 +286,7 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                         copy_into(st, tmp)
             if found:
                 copy_into(st, best)
-                base = bval
-                kept += 1
-                improved = True
+                base, kept = bval, kept + 1
         for mv in range(2 * len(pa.svc_gpr)):
             # (a) a service short of demand takes power from cheaper load;
             # (b) a service's replicas leave training domains (freeing GPUs and power there)
@@ -306,12 +305,9 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                     if st.g_svc[x] == i and st.g_n[x] > 0 and pa.rack_domain[st.g_rack[x]] >= 0:
                         group_change(pa, st, x, -st.g_n[x])
             force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, -1, i)
-            ok = _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st)
-            v = _keep_if_better(pa, st, tmp, base, ok)
+            v = _keep_if_better(pa, st, tmp, base, _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1))
             if v == v:
-                base = v
-                kept += 1
-                improved = True
+                base, kept = v, kept + 1
         for j in range(J):
             for step in (1, -1):   # raise a cap (shedding cheaper load), or lower it
                 d = st.job_dom[j]
@@ -324,14 +320,12 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
                 tried += 1
                 copy_into(tmp, st)
                 job_relevel(pa, st, j, lv)
-                ok = _settle(pa, st, j if step > 0 else -1, j if step > 0 else -1, inc, nbuf, cand, cnt, run,
-                             pa.dom_site[d])
-                v = _keep_if_better(pa, st, tmp, base, ok)
+                keep = j if step > 0 else -1
+                v = _keep_if_better(pa, st, tmp, base, _settle(pa, st, keep, keep, inc, nbuf, cand, cnt, run,
+                                                               pa.dom_site[d]))
                 if v == v:
-                    base = v
-                    kept += 1
-                    improved = True
-        for i in range(len(pa.svc_gpr) if not improved else 0):
+                    base, kept = v, kept + 1
+        for i in range(len(pa.svc_gpr) if kept == kept0 else 0):
             # (only when nothing else helped this round) a service's replicas all at their top
             # level, the started ones no longer needed dropped
             if tried >= max_moves or n_started(pa, st, i) <= 0:
@@ -339,14 +333,11 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
             tried += 1
             copy_into(tmp, st)
             svc_relevel(pa, st, i, pa.gpu_perf.shape[1] - 1)
-            ok = _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st)
-            v = _keep_if_better(pa, st, tmp, base, ok)
+            v = _keep_if_better(pa, st, tmp, base, _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1))
             if v == v:
-                base = v
-                kept += 1
-                improved = True
+                base, kept = v, kept + 1
         G = pa.gpu_perf.shape[0]
-        for mv in range(len(pa.svc_gpr) * G if not improved else 0):
+        for mv in range(len(pa.svc_gpr) * G if kept == kept0 else 0):
             # a service's started replicas restarted on one GPU model at its top level (training-
             # domain racks allowed: fewer, faster replicas, fewer starts), the rest topped up
             if tried >= max_moves:
@@ -360,12 +351,11 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
             drop_started(pa, st, i)
             add_replicas(pa, st, i, g, lv, cnt, run, True, True)
             force_services(pa, st, inc[0], inc[1], inc[2], inc[3], cnt, run, -1, i)
-            ok = _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1) and required_placed(pa, st)
-            v = _keep_if_better(pa, st, tmp, base, ok)
+            v = _keep_if_better(pa, st, tmp, base, _settle(pa, st, -1, -1, inc, nbuf, cand, cnt, run, -1))
             if v == v:
-                base = v
-                kept += 1
-                improved = True
+                base, kept = v, kept + 1
+        if kept == kept0:
+            break
     return kept
 
 
