@@ -11,17 +11,12 @@ Run: `make bench` or `.venv/bin/python -m pytest benchmarks/test_load.py --bench
 from __future__ import annotations
 
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from scheduler.model import load_scenario
 from scheduler.service.daemon import settle_gc
@@ -84,46 +79,15 @@ def test_replan_after_grid_cut_p99_under_50ms(benchmark, tmp_path):
     assert p99 < 50.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ready_and_warm(url: str) -> bool:
+    """Ready, and the Numba fast path compiled (until then the MILP stands in for it)."""
+    return (httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+            and httpx.get(f"{url}/v1/status", timeout=1.0).json()["fast_planner_warm"])
 
 
-def _start_daemon(tmp_path: Path):
-    port = _free_port()
-    log = open(tmp_path / "daemon.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "scheduler.service", str(SCENARIO), "--host", "127.0.0.1",
-                             "--port", str(port), "--db", str(tmp_path / "load.db"), "--log-level", "warning",
-                             "--milp-time-limit-s", "10"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-        try:  # ready, and the Numba fast path compiled (until then the MILP stands in for it)
-            if (httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
-                    and httpx.get(f"{url}/v1/status", timeout=1.0).json()["fast_planner_warm"]):
-                return proc, url, log
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("daemon not ready in 120 s")
-
-
-def _stop(proc, log) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    log.close()
-
-
-def test_api_load_200_jobs_1000_signals_no_request_lost(benchmark, tmp_path):
-    proc, url, log = _start_daemon(tmp_path)
-    try:
+def test_api_load_200_jobs_1000_signals_no_request_lost(benchmark, tmp_path, daemon):
+    with daemon(SCENARIO, tmp_path / "load.db", "--milp-time-limit-s", "10", ready=_ready_and_warm,
+                startup_s=120) as (_, url):
         sc = load_scenario(SCENARIO)
         base_kw = sc.sites[0].grid_limit_kw
         models = list(sc.gpu_models)
@@ -183,12 +147,10 @@ def test_api_load_200_jobs_1000_signals_no_request_lost(benchmark, tmp_path):
         listed = {w["id"] for w in httpx.get(f"{url}/v1/training").json()["training"]}
         assert set(acked_jobs) <= listed and len(acked_jobs) == N_JOBS
         events = httpx.get(f"{url}/v1/events", params={"limit": 1000, "after": 0}).json()["events"]
-        n_events, after = 0, 0
         n_signals = 0
         while events:
             n_signals += sum(e["kind"] == "signal" for e in events)
-            after = events[-1]["seq"]
-            events = httpx.get(f"{url}/v1/events", params={"limit": 1000, "after": after}).json()["events"]
+            events = httpx.get(f"{url}/v1/events", params={"limit": 1000, "after": events[-1]["seq"]}).json()["events"]
         assert n_signals == N_SIGNALS
 
         # the daemon catches up and plans the final inputs
@@ -228,8 +190,6 @@ def test_api_load_200_jobs_1000_signals_no_request_lost(benchmark, tmp_path):
                 server[name] = float(value)
         s_sum = sum(v for k, v in server.items() if "_sum" in k)
         s_count = sum(v for k, v in server.items() if "_count" in k)
-    finally:
-        _stop(proc, log)
 
     p50, p99 = pct(latencies, 50) * 1000, pct(latencies, 99) * 1000
     c50, c99 = pct(cut_delays, 50) * 1000, pct(cut_delays, 99) * 1000

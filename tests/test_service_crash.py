@@ -6,62 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from test_service_loop import small_site
-
-STARTUP_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_daemon(scenario_path: Path, db: Path, *flags: str, env: dict | None = None):
-    """Start `python -m scheduler.service` on a free loopback port; yield (process, base url); kill it."""
-    port = free_port()
-    log = open(db.with_suffix(f".{port}.log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "scheduler.service", str(scenario_path), "--host", "127.0.0.1",
-                             "--port", str(port), "--db", str(db), "--log-level", "warning", *flags],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                raise AssertionError(f"daemon exited with {proc.returncode}: {db.with_suffix(f'.{port}.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("daemon did not start in time")
-            time.sleep(0.05)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        log.close()
 
 
 def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition"):
@@ -89,7 +44,7 @@ def scenario_file(tmp_path) -> Path:
     return path
 
 
-def test_kill_9_mid_stream_loses_no_acknowledged_write(tmp_path, scenario_file):
+def test_kill_9_mid_stream_loses_no_acknowledged_write(tmp_path, scenario_file, daemon):
     db = tmp_path / "state.db"
     acked_jobs: list[str] = []
     acked_signals: list[int] = []
@@ -113,7 +68,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write(tmp_path, scenario_file):
                 except httpx.TransportError:
                     return
 
-    with running_daemon(scenario_file, db, "--fast-method", "greedy", "--no-milp") as (proc, url):
+    with daemon(scenario_file, db, "--fast-method", "greedy", "--no-milp") as (proc, url):
         wait_for(lambda: plan_is_current(url), what="first plan")
         writer = threading.Thread(target=stream, args=(url,))
         writer.start()
@@ -129,7 +84,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write(tmp_path, scenario_file):
         stored_signals = {s for (s,) in con.execute("SELECT seq FROM signals")}
     assert set(acked_signals) <= stored_signals
 
-    with running_daemon(scenario_file, db, "--fast-method", "greedy", "--no-milp") as (proc, url):
+    with daemon(scenario_file, db, "--fast-method", "greedy", "--no-milp") as (proc, url):
         status = httpx.get(f"{url}/v1/status").json()
         assert status["resumed_from_plan"] == last_seq
         resumed = httpx.get(f"{url}/v1/plans/{last_seq}").json()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import httpx
 import pytest
 
-from test_service_crash import free_port, running_daemon, wait_for
+from test_service_crash import wait_for
 from test_service_loop import small_site
 
 PROMETHEUS = shutil.which("prometheus")
@@ -17,10 +16,10 @@ PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (run `make system-deps`)")
 
 
-def test_prometheus_scrapes_the_daemon_and_promql_returns_site_power(tmp_path):
+def test_prometheus_scrapes_the_daemon_and_promql_returns_site_power(tmp_path, daemon, spawn, free_port):
     scenario = tmp_path / "site.json"
     scenario.write_text(json.dumps(small_site()))
-    with running_daemon(scenario, tmp_path / "state.db", "--fast-method", "greedy", "--no-milp") as (_, url):
+    with daemon(scenario, tmp_path / "state.db", "--fast-method", "greedy", "--no-milp") as (_, url):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, what="daemon ready")
         plan = httpx.get(f"{url}/v1/plan").json()
         target = url.removeprefix("http://")
@@ -29,12 +28,9 @@ def test_prometheus_scrapes_the_daemon_and_promql_returns_site_power(tmp_path):
             "scrape_configs:\n  - job_name: wattsched\n"
             f"    static_configs:\n      - targets: ['{target}']\n")
         prom_port = free_port()
-        log = open(tmp_path / "prometheus.log", "w")
-        prom = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{prom_port}"],
-                                stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with spawn([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                   tmp_path / "prometheus.log"):
             api = f"http://127.0.0.1:{prom_port}/api/v1/query"
 
             def query(q: str):
@@ -55,11 +51,3 @@ def test_prometheus_scrapes_the_daemon_and_promql_returns_site_power(tmp_path):
             headroom = query('wattsched_site_grid_headroom_watts{site="wa"} / wattsched_site_grid_limit_watts')
             assert 0.0 <= float(headroom[0]["value"][1]) <= 1.0
             assert query("wattsched_verification_failures_total")[0]["value"][1] == "0"
-        finally:
-            prom.terminate()
-            try:
-                prom.wait(10)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait(5)
-            log.close()
