@@ -8,7 +8,7 @@ import numpy as np
 
 from .arrays import PROBLEM_FIELDS, PlanState, ProblemArrays, alloc_state, copy_state
 from .construct import JOB_START, SVC_ADD, build_increments, fill, start_job
-from .core import all_ok, compact_groups, objective_usd, recompute
+from .core import all_ok, compact_groups, job_domain_ok, objective_usd, recompute
 from .improve import copy_into, evict_replicas, force_place, improve
 from .repair import running_state, sanitize
 from .shed import shed
@@ -81,10 +81,9 @@ def place_required(ws: Workspace, st: PlanState) -> list[int]:
     for j in np.nonzero(pa.job_req & (st.job_dom < 0))[0].tolist():
         done = False
         for d in range(len(pa.dom_gpus)):
-            g = pa.dom_model[d]
-            if (pa.job_val[j, g] < 0 or not pa.job_site_ok[j, pa.dom_site[d]]
-                    or pa.dom_gpus[d] < pa.job_gpus[j] or pa.job_minlev[j, g] >= pa.gpu_nlev[g]):
+            if not job_domain_ok(pa.ref, j, d):
                 continue
+            g = pa.dom_model[d]
             lvl = int(pa.job_minlev[j, g])
             if start_job(pa.ref, st.ref, j, g, lvl, ws.nbuf, ws.cand, lvl, -1):
                 done = True

@@ -78,6 +78,14 @@ def all_ok(pa, st):
 
 
 @njit(cache=True)
+def job_domain_ok(pa, j, d):
+    """Can job j run in domain d (model allowed, site allowed, enough GPUs, a cap level allowed)?"""
+    g = pa.dom_model[d]
+    return (pa.job_val[j, g] >= 0 and pa.job_site_ok[j, pa.dom_site[d]]
+            and pa.dom_gpus[d] >= pa.job_gpus[j] and pa.job_minlev[j, g] < pa.gpu_nlev[g])
+
+
+@njit(cache=True)
 def job_rack(pa, st, j, r):
     d = st.job_dom[j]
     return pa.dom_racks[pa.dom_ptr[d] + r]

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .construct import add_replicas, fill, force_services
-from .core import (compact_groups, group_change, job_place, job_relevel, job_unplace,
+from .core import (compact_groups, group_change, job_domain_ok, job_place, job_relevel, job_unplace,
                    objective_usd, recompute)
 from .shed import shed
 
@@ -247,8 +247,7 @@ def improve(pa, st, tmp, best, inc, start_lvl, job_order, nbuf, cand, cnt, run, 
             found = False
             for d in range(D):
                 g = pa.dom_model[d]
-                if (pa.job_val[j, g] < 0 or not pa.job_site_ok[j, pa.dom_site[d]]
-                        or pa.dom_gpus[d] < pa.job_gpus[j] or start_lvl[j, g] < 0):
+                if not job_domain_ok(pa, j, d) or start_lvl[j, g] < 0:
                     continue
                 nd = dptr[d + 1] - dptr[d]
                 for xr in range(-4, 2 * nd):

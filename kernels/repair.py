@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .core import MINER_KIND, group_change, job_unplace, recompute
+from .core import MINER_KIND, group_change, job_domain_ok, job_unplace, recompute
 
 
 @njit(cache=True)
@@ -19,8 +19,7 @@ def sanitize(pa, st):
             st.job_n[j, :] = 0
             continue
         g = pa.dom_model[d]
-        ok = pa.job_val[j, g] >= 0 and pa.job_site_ok[j, pa.dom_site[d]] and \
-            pa.job_minlev[j, g] < pa.gpu_nlev[g]
+        ok = job_domain_ok(pa, j, d)    # (enough GPUs in d is also implied by the counts below)
         tot = 0
         R = pa.dom_ptr[d + 1] - pa.dom_ptr[d]
         for r in range(st.job_n.shape[1]):
