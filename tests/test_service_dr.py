@@ -6,18 +6,18 @@ import json
 
 import httpx
 
-from test_service_crash import running_daemon, wait_for
+from test_service_crash import wait_for
 from test_service_loop import small_site
 
 TICK_S = 60.0
 
 
-def test_posted_cut_is_obeyed_by_the_next_plan_within_one_tick(tmp_path):
+def test_posted_cut_is_obeyed_by_the_next_plan_within_one_tick(tmp_path, daemon):
     scenario = tmp_path / "site.json"
     scenario.write_text(json.dumps(small_site()))
     plan_file = tmp_path / "actuator" / "plan.json"
-    with running_daemon(scenario, tmp_path / "dr.db", "--tick-s", str(TICK_S), "--plan-file", str(plan_file),
-                        "--milp-time-limit-s", "5") as (_, url):
+    with daemon(scenario, tmp_path / "dr.db", "--tick-s", str(TICK_S), "--plan-file", str(plan_file),
+                "--milp-time-limit-s", "5") as (_, url):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, timeout_s=60, what="first plan")
         before = httpx.get(f"{url}/v1/plan").json()
         assert before["sites"][0]["site_kw"] > 120.0
