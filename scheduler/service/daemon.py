@@ -12,7 +12,7 @@ from typing import Optional
 
 from ..model.scenario import Scenario
 from ..problem import Problem
-from ..solve import SOLVERS, SolveOptions, SolveResult, _load_optional_solvers, solve
+from ..solve import SOLVERS, SolveResult, _load_optional_solvers, solve
 from .actuators import FanOut, FileActuator, WebhookActuator
 from .api import create_app
 from .loop import ServiceLoop
@@ -25,22 +25,15 @@ from .store import SqliteStore
 log = logging.getLogger("wattsched.daemon")
 
 
-def _solve_in_worker(problem: Problem, method: str, options: SolveOptions) -> SolveResult:
-    return solve(problem, method, options)
-
-
-class ProcessPlanner:
+class ProcessPlanner(SolverPlanner):
     """Runs a solver in a separate process so a long MILP build never holds the API's GIL."""
 
     def __init__(self, method: str, time_limit_s: Optional[float], threads: Optional[int] = None):
-        self.name = self.method = method
-        self.time_limit_s, self.threads = time_limit_s, threads
+        super().__init__(method, time_limit_s, threads)
         self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
     def plan(self, problem: Problem, start) -> SolveResult:
-        opts = SolveOptions(time_limit_s=self.time_limit_s, warm_start=start, threads=self.threads,
-                            explain_infeasible=False)
-        return self._pool.submit(_solve_in_worker, problem, self.method, opts).result()
+        return self._pool.submit(solve, problem, self.method, self.options(start)).result()
 
     def close(self) -> None:
         procs = list(getattr(self._pool, "_processes", {}).values())  # a running solve is not waited for

@@ -39,10 +39,12 @@ class SolverPlanner:
         self.time_limit_s = time_limit_s
         self.threads = threads
 
-    def plan(self, problem: Problem, start: Optional[Assignment]) -> SolveResult:
-        opts = SolveOptions(time_limit_s=self.time_limit_s, warm_start=start, threads=self.threads,
+    def options(self, start: Optional[Assignment]) -> SolveOptions:
+        return SolveOptions(time_limit_s=self.time_limit_s, warm_start=start, threads=self.threads,
                             explain_infeasible=False)
-        return solve(problem, self.method, opts)
+
+    def plan(self, problem: Problem, start: Optional[Assignment]) -> SolveResult:
+        return solve(problem, self.method, self.options(start))
 
 
 class GreedyPlanner:
