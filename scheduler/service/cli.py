@@ -6,7 +6,7 @@ import logging
 import sys
 
 from ..model.load import ScenarioError, load_scenario
-from .settings import SettingsError, load_settings
+from .settings import ServiceSettings, SettingsError, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: getattr(args, k, None) for k in
-                 ("scenario", "host", "port", "db", "tick_s", "milp_time_limit_s", "milp", "fast_method",
-                  "keep_plans", "keep_events", "plan_file", "webhook_url", "auth_token_file", "log_level")}
+    overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields}  # the flags given
     try:
         settings = load_settings(env_file=getattr(args, "env_file", None), **overrides)
         settings.token()  # fail now on an unreadable token file
