@@ -59,8 +59,8 @@ def pack(p: Problem) -> ProblemArrays:
         site_base_kw=p.site_base_kw.astype(float),
         feed_lim_kw=p.feed_limit_kw.astype(float), feed_site=p.feed_site.astype(i8),
         loop_cap_kw=p.loop_cap_kw.astype(float), loop_site=p.loop_site.astype(i8),
-        gpu_nlev=p.gpu_n_levels.astype(i8), gpu_perf=p.gpu_perf.reshape(G, p.gpu_cap_w.shape[1]).astype(float),
-        gpu_busy_kw=p.gpu_busy_kw.reshape(G, p.gpu_cap_w.shape[1]).astype(float),
+        gpu_nlev=p.gpu_n_levels.astype(i8), gpu_perf=p.gpu_perf.astype(float),
+        gpu_busy_kw=p.gpu_busy_kw.astype(float),
         mm_nmodes=p.miner_n_modes.astype(i8), mm_th_s=p.miner_th_s.astype(float), mm_kw=p.miner_kw.astype(float),
         rack_site=p.rack_site.astype(i8), rack_feed=p.rack_feed.astype(i8), rack_loop=p.rack_loop.astype(i8),
         rack_kind=p.rack_kind.astype(i8), rack_lim_kw=p.rack_limit_kw.astype(float),
@@ -69,12 +69,12 @@ def pack(p: Problem) -> ProblemArrays:
         rack_fac=p.rack_site_factor.astype(float),
         dom_site=p.domain_site.astype(i8), dom_model=p.domain_model.astype(i8), dom_gpus=p.domain_gpus.astype(i8),
         dom_ptr=p.domain_rack_ptr.astype(i8), dom_racks=p.domain_racks.astype(i8),
-        job_gpus=p.job_gpus.astype(i8), job_val=np.nan_to_num(p.job_value_per_gpu_h.reshape(J, G), nan=-1.0),
-        job_minlev=p.job_min_level.reshape(J, G).astype(i8), job_req=p.job_required.astype(bool),
+        job_gpus=p.job_gpus.astype(i8), job_val=np.nan_to_num(p.job_value_per_gpu_h, nan=-1.0),
+        job_minlev=p.job_min_level.astype(i8), job_req=p.job_required.astype(bool),
         job_site_ok=p.job_site_ok.astype(bool), job_move_usd=p.job_move_cost_usd.astype(float),
         job_run_dom=p.job_run_domain.astype(i8), job_run_n=job_run_n,
-        svc_gpr=p.svc_gpus_per_replica.astype(i8), svc_rps=p.svc_replica_rps.reshape(len(p.svc_ids), G).astype(float),
-        svc_minlev=p.svc_min_level.reshape(len(p.svc_ids), G).astype(i8),
+        svc_gpr=p.svc_gpus_per_replica.astype(i8), svc_rps=p.svc_replica_rps.astype(float),
+        svc_minlev=p.svc_min_level.astype(i8),
         svc_demand_rps=p.svc_demand_rps.astype(float), svc_val=p.svc_value_per_1k.astype(float),
         svc_pen=p.svc_penalty_per_1k.astype(float), svc_site_ok=p.svc_site_ok.astype(bool),
         svc_move_usd=p.svc_move_cost_usd.astype(float), svc_run_ptr=p.svc_run_ptr.astype(i8),
@@ -246,7 +246,7 @@ def solve_auto(p: Problem, opts: Optional[SolveOptions] = None) -> SolveResult:
                          warm_start=h.assignment or opts.warm_start, threads=opts.threads,
                          explain_infeasible=opts.explain_infeasible)
     m = solve_milp(p, mopts)
-    h_obj = evaluate(p, h.assignment).objective_usd if h.assignment is not None else None
+    h_obj = h.extra["objective_usd"] if h.assignment is not None else None     # evaluate's, from _result
     m_obj = evaluate(p, m.assignment).objective_usd if m.assignment is not None else None
     extra = {"heuristic_objective_usd": h_obj, "milp_status": m.status, "milp_objective_usd": m_obj}
     use_milp = m_obj is not None and (h_obj is None or m_obj >= h_obj - 1e-9)
