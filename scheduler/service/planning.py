@@ -64,9 +64,9 @@ class GreedyPlanner:
         def fits(cand: Assignment) -> bool:
             return not violations(p, evaluate(p, cand))
 
-        if violations(p, evaluate(p, a)):
-            return SolveResult(None, self.name, "infeasible", time.perf_counter() - t0,
-                               infeasible=violations(p, evaluate(p, a)))
+        broken = violations(p, evaluate(p, a))
+        if broken:
+            return SolveResult(None, self.name, "infeasible", time.perf_counter() - t0, infeasible=broken)
         free = p.rack_count.copy()
         free[p.rack_kind != GPU] = 0
         # training: most valuable first, top allowed cap level first, racks in domain order
