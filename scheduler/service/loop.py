@@ -21,7 +21,8 @@ from ..problem import Problem, compile_problem
 from ..solve import plan_of
 from . import inputs as I
 from .actuators import Actuator, NullActuator
-from .planning import Planner, Verifier, assignment_from_plan, default_verifier, scenario_with_running
+from .planning import (Planner, Verifier, assignment_from_plan, default_verifier, same_indexing,
+                       scenario_with_running)
 from .store import PlanRow, Store
 
 log = logging.getLogger("wattsched.loop")
@@ -318,11 +319,10 @@ class ServiceLoop:
             log.error("inputs do not form a valid scenario: %s", err)
             return Outcome(path, False, "invalid inputs", problems=err.problems, seconds=time.perf_counter() - t0)
         start = None
-        if current is not None:
-            start = current.assignment if (current.row.inputs_hash == snap.inputs_hash
-                                           and current.assignment is not None) else None
-            if start is None:
-                start = assignment_from_plan(problem, current.row.plan)
+        if current is not None:  # the plan in force, as an assignment of `problem`
+            in_memory = current.assignment is not None and (current.row.inputs_hash == snap.inputs_hash
+                                                            or same_indexing(current.problem, problem))
+            start = current.assignment if in_memory else assignment_from_plan(problem, current.row.plan)
         try:
             result = planner.plan(problem, start)
         except Exception as err:  # noqa: BLE001 - a solver crash is reported, the old plan stays

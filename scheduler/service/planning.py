@@ -266,6 +266,15 @@ def scenario_with_running(data: dict, plan: Optional[dict]) -> dict:
     return out
 
 
+def same_indexing(a: Problem, b: Problem) -> bool:
+    """Does an assignment of `a` mean the same decisions on `b`? (Same racks, jobs, services, cap
+    levels and miner modes, in the same order: then it need not be read back from its plan JSON.)"""
+    return (a.rack_ids == b.rack_ids and a.job_ids == b.job_ids and a.svc_ids == b.svc_ids
+            and a.gpu_model_ids == b.gpu_model_ids and a.miner_mode_names == b.miner_mode_names
+            and np.array_equal(a.rack_kind, b.rack_kind) and np.array_equal(a.rack_model, b.rack_model)
+            and np.array_equal(a.gpu_cap_w, b.gpu_cap_w))
+
+
 def assignment_from_plan(problem: Problem, plan: dict) -> Optional[Assignment]:
     """An adopted plan back in index form for `problem` (None when it does not fit the problem)."""
     try:
