@@ -3,7 +3,6 @@ every plan passes the independent verifier, and no single obvious improvement is
 from __future__ import annotations
 
 import copy
-import itertools
 
 import numpy as np
 import pytest
@@ -17,6 +16,8 @@ from scheduler.model import parse_scenario
 from scheduler.problem import GPU, MINER, compile_problem
 from scheduler.solve import SolveOptions, plan_of
 from scheduler.verify import verify_plan
+
+from naive import brute_force  # the exhaustive reference the kernel tests use too
 
 EXACT = SolveOptions(gap=0.0)
 
@@ -68,56 +69,6 @@ def solved(sc_dict: dict, opts: SolveOptions = EXACT):
     return sc, p, res
 
 
-def brute_force(p) -> float:
-    """Best objective over every assignment of a tiny problem (exhaustive, obviously correct)."""
-    gpu_racks = [k for k in range(p.n_racks) if p.rack_kind[k] == GPU]
-    job_opts = []
-    for j in range(len(p.job_ids)):
-        opts = [None]
-        for d in range(len(p.domain_ids)):
-            if not p.job_domain_ok(j, d):
-                continue
-            racks = p.domain_rack_list(d).tolist()
-            g = int(p.domain_model[d])
-            for c in range(int(p.job_min_level[j, g]), int(p.gpu_n_levels[g])):
-                for split in itertools.product(*[range(int(p.rack_count[k]) + 1) for k in racks]):
-                    if sum(split) == p.job_gpus[j]:
-                        opts.append((c, {k: n for k, n in zip(racks, split) if n}))
-        job_opts.append(opts)
-    svc_opts = []
-    for i in range(len(p.svc_ids)):
-        slots = [(k, c) for k in gpu_racks if p.svc_rack_ok(i, k)
-                 for c in range(int(p.svc_min_level[i, p.rack_model[k]]), int(p.gpu_n_levels[p.rack_model[k]]))]
-        gpr = int(p.svc_gpus_per_replica[i])
-        ranges = [range(int(p.rack_count[k]) // gpr + 1) for k, _ in slots]
-        svc_opts.append([{s: n for s, n in zip(slots, combo) if n}
-                         for combo in itertools.product(*ranges)
-                         if all(sum(n for (kk, _), n in zip(slots, combo) if kk == k) * gpr <= p.rack_count[k]
-                                for k in gpu_racks)])
-    miner_racks = [k for k in range(p.n_racks) if p.rack_kind[k] == MINER]
-    nq = p.miner_kw.shape[1]
-    miner_opts = [[v for v in itertools.product(range(int(p.rack_count[k]) + 1), repeat=nq)
-                   if sum(v) <= p.rack_count[k]] for k in miner_racks]
-    best = -np.inf
-    for jobs in itertools.product(*job_opts):
-        for svcs in itertools.product(*svc_opts):
-            a = Assignment.empty(p)
-            for j, opt in enumerate(jobs):
-                if opt is not None:
-                    a.job_level[j], a.job_place[j] = opt[0], dict(opt[1])
-            a.svc_place = [dict(s) for s in svcs]
-            if violations(p, evaluate(p, a)) and all(
-                    v.startswith(("rack_gpus", "rack_power")) for v in violations(p, evaluate(p, a))):
-                continue
-            for miners in itertools.product(*miner_opts):
-                for k, v in zip(miner_racks, miners):
-                    a.miners[k, :] = v
-                f = evaluate(p, a)
-                if not violations(p, f):
-                    best = max(best, f.objective_usd)
-    return best
-
-
 def assert_verified(sc, p, res):
     plan = plan_of(p, res)
     assert verify_plan(sc, plan) == []
@@ -128,7 +79,7 @@ def test_tiny_site_matches_exhaustive_search():
     sc, p, res = solved(scenario())
     assert res.status == "optimal"
     assert_verified(sc, p, res)
-    assert evaluate(p, res.assignment).objective_usd == pytest.approx(brute_force(p), abs=1e-6)
+    assert evaluate(p, res.assignment).objective_usd == pytest.approx(brute_force(p)[0], abs=1e-6)
 
 
 @pytest.mark.parametrize("grid_kw, price", [(25, 40), (40, 90), (14, 20), (60, -15)])
@@ -137,7 +88,7 @@ def test_exhaustive_search_under_other_limits_and_prices(grid_kw, price):
     sc, p, res = solved(sc_dict)
     assert res.status == "optimal"
     assert_verified(sc, p, res)
-    assert evaluate(p, res.assignment).objective_usd == pytest.approx(brute_force(p), abs=1e-6)
+    assert evaluate(p, res.assignment).objective_usd == pytest.approx(brute_force(p)[0], abs=1e-6)
 
 
 def test_planted_miner_optimum():
