@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from .model.load import ScenarioError
+from .problem import loop_capacity_kw
 
 # --- catalogs: public spec-sheet figures, per GPU or per miner ---------------------------------
 
@@ -210,7 +211,7 @@ def _build_site(rng, si: int, racks: int) -> tuple[dict, list[_Group]]:
             full, base = _draw_kw(members)
             derate = round(float(rng.uniform(0.01, 0.025)), 4)
             design = round(ambient + float(rng.uniform(-8, 10)), 1)
-            factor = min(1.0, max(0.0, 1.0 - derate * (ambient - design)))
+            factor = loop_capacity_kw(1.0, derate, ambient, design)   # derated kW per kW of capacity
             cap = max(full * rng.uniform(0.75, 0.95), base * 1.05 + 1.0) / factor
             kwph = round(float(rng.uniform(0.03, 0.06) if kind == "air" else rng.uniform(0.05, 0.10)), 3)
             site_factor[lid] = 1.0 + kwph
