@@ -255,6 +255,7 @@ def compile_problem(sc: Scenario, period: int | None = None) -> Problem:
         return np.array([row[n] for row in rack_rows], dtype=dtype)
 
     rack_loop = col(3, np.int64)
+    rack_domain = col(9, np.int64)
     loop_kwph_arr = np.array(loop_kwph, dtype=np.float64)
 
     domain_rows = [[(rack_index[rid], 0) for rid in domain_racks_by_id[d]] for d in domain_ids]
@@ -287,7 +288,7 @@ def compile_problem(sc: Scenario, period: int | None = None) -> Problem:
         row = [(rack_index[rid], n) for rid, n in (job.running or {}).items()]
         job_run_rows.append(row)
         if row:
-            job_run_domain[j] = col(9, np.int64)[row[0][0]]
+            job_run_domain[j] = rack_domain[row[0][0]]
     job_run_ptr, job_run_rack, job_run_gpus = _csr(job_run_rows)
 
     svc_rps = np.zeros((I, G))
@@ -347,7 +348,7 @@ def compile_problem(sc: Scenario, period: int | None = None) -> Problem:
         rack_base_kw=col(6, np.float64),
         rack_model=rack_model,
         rack_count=rack_count,
-        rack_domain=col(9, np.int64),
+        rack_domain=rack_domain,
         rack_site_factor=1.0 + loop_kwph_arr[rack_loop] if len(rack_rows) else np.zeros(0),
         domain_ids=domain_ids,
         domain_site=domain_site,
