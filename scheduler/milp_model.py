@@ -120,6 +120,7 @@ def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
     groups: dict[tuple, list[int]] = defaultdict(list)
     singles: list[list[int]] = []
     twins: dict[tuple, list[int]] = defaultdict(list)
+    levels_of: dict[int, set[int]] = {}     # rack -> cap levels any work may use there
     for k in np.nonzero(p.rack_kind == GPU)[0].tolist():
         g, d = int(p.rack_model[k]), int(p.rack_domain[k])
         levels = set(job_levels_by_domain.get(d, set()))
@@ -129,6 +130,7 @@ def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
             gprs.add(int(p.svc_gpus_per_replica[i]))
         if not levels:
             continue
+        levels_of[k] = levels
         top = max(p.gpu_busy_kw[g, c] for c in levels)
         power_binds = p.rack_base_kw[k] + p.rack_count[k] * top > p.rack_limit_kw[k] + EPS
         sizes = sorted(gprs)
@@ -150,11 +152,8 @@ def _gpu_units(p: Problem, job_levels_by_domain: dict[int, set[int]],
     units = []
     for racks in singles + list(groups.values()):
         k = racks[0]
-        g = int(p.rack_model[k])
-        levels = set(job_levels_by_domain.get(int(p.rack_domain[k]), set()))
-        for lv in svc_levels_by_rack.get(k, {}).values():
-            levels |= set(lv)
-        units.append(GpuUnit(racks=racks, model=g, count=int(p.rack_count[k]), levels=sorted(levels)))
+        units.append(GpuUnit(racks=racks, model=int(p.rack_model[k]), count=int(p.rack_count[k]),
+                             levels=sorted(levels_of[k])))
     return units, [grp for grp in twin_groups if len(grp) > 1]
 
 
