@@ -12,7 +12,6 @@ from scheduler.problem import compile_problem
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FILES = sorted(EXAMPLES.glob("*.yaml"))
-MILP_PRESENT = (Path(__file__).resolve().parent.parent / "scheduler" / "milp.py").exists()
 
 
 def _top_rack_kw(sc, rack) -> float:
@@ -150,7 +149,6 @@ def test_fleet_has_two_sites_with_pinned_and_free_work():
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.skipif(not MILP_PRESENT, reason="the MILP solver is not in the tree yet")
 @pytest.mark.parametrize("name", ["small", "fleet-2site"])
 def test_example_solves_with_the_milp(name):
     from scheduler.solve import SolveOptions, solve
