@@ -263,7 +263,7 @@ def _improvements(p, a: Assignment) -> list[str]:
     return found
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(seed=st.integers(min_value=0, max_value=10_000))
 def test_generated_plans_verify_and_leave_no_obvious_improvement(seed):
     sc = parse_scenario(generate_scenario(1, 40, seed))
