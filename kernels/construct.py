@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from .core import (MINER_KIND, add_kw, group_change, group_new, job_fits, job_place, job_relevel,
-                   job_unplace, units_fit)
+                   job_unplace, rack_usd_per_kwh, units_fit)
 
 JOB_START, JOB_UP, SVC_ADD, SVC_UP, MINER_UP, SVC_ADD_DOM = 0, 1, 2, 3, 4, 5
 REQUIRED_SLOPE = 1e30
@@ -29,7 +29,7 @@ def energy_usd_per_kwh(pa):
     for k in range(len(pa.rack_kind)):
         if pa.rack_kind[k] != MINER_KIND:
             g, s = pa.rack_model[k], pa.rack_site[k]
-            tot[g, s] += pa.rack_fac[k] * pa.site_price_usd_per_mwh[s] / 1000.0
+            tot[g, s] += rack_usd_per_kwh(pa, k)
             cnt[g, s] += 1.0
     out = np.full((G, S), np.nan)
     for g in range(G):
@@ -164,7 +164,7 @@ def build_increments(pa):
         if pa.rack_kind[k] != MINER_KIND:
             continue
         mm = pa.rack_model[k]
-        ek = pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+        ek = rack_usd_per_kwh(pa, k)
         nq = pa.mm_nmodes[mm]
         for q in range(nq):
             kw[q] = pa.mm_kw[mm, q]
@@ -313,7 +313,7 @@ def gpu_opportunity_usd_h(pa, st, g):
 def _upgrade_all(pa, st, i, g, lv, extra_usd_h, k_ref):
     """Raise replicas of i (any model) while that costs less per rps than a new replica at
     (model g, level lv) whose hourly cost is its energy on rack k_ref plus extra_usd_h."""
-    e = pa.rack_fac[k_ref] * pa.site_price_usd_per_mwh[pa.rack_site[k_ref]] / 1000.0
+    e = rack_usd_per_kwh(pa, k_ref)
     add_cost = (pa.svc_gpr[i] * pa.gpu_busy_kw[g, lv] * e + extra_usd_h) / (pa.svc_rps[i, g] * pa.gpu_perf[g, lv])
     for g2 in range(pa.svc_rps.shape[1]):
         if pa.svc_rps[i, g2] > 0 and _below_top(pa, st, i, g2):
@@ -397,7 +397,7 @@ def upgrade_replicas(pa, st, i, g, lv, max_usd_per_rps):
         drps = pa.svc_rps[i, g] * (pa.gpu_perf[g, lv] - pa.gpu_perf[g, cur])
         if drps <= 0:
             continue
-        e = pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+        e = rack_usd_per_kwh(pa, k)
         gain = 3.6 * (pa.svc_val[i] + pa.svc_pen[i]) * min(drps, need) - dk * e
         if gain <= 0 or dk * e / drps >= max_usd_per_rps:
             continue

@@ -50,6 +50,12 @@ def units_fit(pa, st, k, unit_kw):
 
 
 @njit(cache=True, inline="always")
+def rack_usd_per_kwh(pa, k):
+    """USD one rack kWh on rack k costs in energy, its cooling included."""
+    return pa.rack_fac[k] * pa.site_price_usd_per_mwh[pa.rack_site[k]] / 1000.0
+
+
+@njit(cache=True, inline="always")
 def rack_ok(pa, st, k):
     """Rack k, its feed, loop and site are within their limits."""
     return (st.rack_kw[k] <= pa.rack_lim_kw[k] + TOL_KW
