@@ -62,8 +62,7 @@ def _site_kw_expr(m: Model, s: int) -> tuple[pulp.LpAffineExpression, float]:
         if label.startswith(label_suffix):
             row = m.lp.get_constraint_by_name(name)
             expr = pulp.LpAffineExpression({v: a for v, a in row.items()})
-            base = p.site_base_kw[s] + float(np.sum((p.rack_base_kw * p.rack_site_factor)[p.rack_site == s]))
-            return expr, base
+            return expr, float(p.site_idle_kw[s])
     raise KeyError(label_suffix)
 
 

@@ -264,7 +264,7 @@ class AggregatedHorizon:
         h, m = self.h, self.m
         prob = h.problems[p]
         hrs = float(prob.interval_h)
-        price_kw = hrs * prob.site_price_usd_per_mwh / 1000.0
+        price_kw = prob.usd_per_site_kw
         J, I = len(prob.job_ids), len(prob.svc_ids)
         site_terms: dict[int, list] = defaultdict(list)
         feed_terms: dict[int, list] = defaultdict(list)
@@ -359,12 +359,12 @@ class AggregatedHorizon:
         # served load
         for i in range(I):
             dem = float(prob.svc_demand_rps[i])
-            m.constant -= hrs * 3.6 * dem * prob.svc_penalty_per_1k[i]
+            m.constant -= float(prob.unserved_usd[i])
             if cap_terms[i]:
-                s = m.col(0, dem, hrs * 3.6 * (prob.svc_value_per_1k[i] + prob.svc_penalty_per_1k[i]))
+                s = m.col(0, dem, float(prob.usd_per_served_rps[i]))
                 m.row([(s, 1.0)] + [(v, -a) for v, a in cap_terms[i]], hi=0)
         # miners
-        usd_th = hrs * prob.miner_usd_per_th_h
+        usd_th = prob.usd_per_th
         for mg in self.mgroups:
             ns = []
             for kw, th in zip(mg.pattern_kw, mg.pattern_th):
@@ -376,10 +376,7 @@ class AggregatedHorizon:
             if ns:
                 m.row(ns, hi=len(mg.racks))
         # feeds, loops, site
-        base_feed = np.bincount(prob.rack_feed, weights=prob.rack_base_kw, minlength=len(prob.feed_ids))
-        base_loop = np.bincount(prob.rack_loop, weights=prob.rack_base_kw, minlength=len(prob.loop_ids))
-        base_site = prob.site_base_kw + np.bincount(prob.rack_site, weights=prob.rack_base_kw * prob.rack_site_factor,
-                                                    minlength=len(prob.site_ids))
+        base_feed, base_loop, base_site = prob.feed_base_kw, prob.loop_base_kw, prob.site_idle_kw
         for f in range(len(prob.feed_ids)):
             m.row(feed_terms[f], hi=float(prob.feed_limit_kw[f] - base_feed[f]))
         for l in range(len(prob.loop_ids)):

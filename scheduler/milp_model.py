@@ -174,7 +174,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
     def var(name: str, lowBound=None, upBound=None, cat=pulp.LpContinuous) -> pulp.LpVariable:
         return lp.add_variable(name, lowBound, upBound, cat=cat)
     h = p.interval_h
-    price_kw = h * p.site_price_usd_per_mwh / 1000.0        # USD per site-kW over the interval
+    price_kw = p.usd_per_site_kw
     J, I = len(p.job_ids), len(p.svc_ids)
     rows: dict[str, str] = {}
     slacks: dict[str, pulp.LpVariable] = {}
@@ -363,10 +363,9 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
     served: dict[int, pulp.LpVariable] = {}
     for i in range(I):
         dem = float(p.svc_demand_rps[i])
-        # s rps for an hour is 3.6 thousand requests; serving one more also avoids its penalty
-        gain = h * 3.6 * (p.svc_value_per_1k[i] + p.svc_penalty_per_1k[i])
+        gain = p.usd_per_served_rps[i]
         if not explain:
-            constant -= h * 3.6 * dem * p.svc_penalty_per_1k[i]
+            constant -= p.unserved_usd[i]
         if capacity_terms[i]:
             served[i] = var(f"{tag}s_{i}", lowBound=0, upBound=dem)
             add_row(pulp.LpAffineExpression([(served[i], 1)] + [(v, -a) for v, a in capacity_terms[i]]),
@@ -381,7 +380,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
     for k in np.nonzero(p.rack_kind == MINER)[0].tolist():
         groups[(int(p.rack_model[k]), int(p.rack_site[k]), int(p.rack_feed[k]), int(p.rack_loop[k]),
                 int(p.rack_count[k]), float(p.rack_limit_kw[k]), float(p.rack_base_kw[k]))].append(k)
-    usd_th = h * p.miner_usd_per_th_h
+    usd_th = p.usd_per_th
     for key, racks in groups.items():
         mm, s_, _, _, count, limit, base = key
         nq = int(p.miner_n_modes[mm])

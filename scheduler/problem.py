@@ -120,6 +120,28 @@ class Problem:
         return self.site_base_kw + np.bincount(self.rack_site, weights=self.rack_base_kw * self.rack_site_factor,
                                                minlength=len(self.site_ids))
 
+    # money over the interval (USD), as the MILP models price their variables
+    @cached_property
+    def usd_per_site_kw(self) -> np.ndarray:
+        """f8[S] energy cost of one site-kW over the interval"""
+        return self.interval_h * self.site_price_usd_per_mwh / 1000.0
+
+    @cached_property
+    def usd_per_served_rps(self) -> np.ndarray:
+        """f8[I] one more rps served over the interval: its value plus the penalty it avoids
+        (s rps for an hour is 3.6 thousand requests)"""
+        return self.interval_h * 3.6 * (self.svc_value_per_1k + self.svc_penalty_per_1k)
+
+    @cached_property
+    def unserved_usd(self) -> np.ndarray:
+        """f8[I] the penalty over the interval if nothing is served"""
+        return self.interval_h * 3.6 * self.svc_demand_rps * self.svc_penalty_per_1k
+
+    @property
+    def usd_per_th(self) -> float:
+        """mining revenue of one TH/s over the interval"""
+        return self.interval_h * self.miner_usd_per_th_h
+
     def job_running(self, j: int) -> dict[int, int]:
         a, b = self.job_run_ptr[j], self.job_run_ptr[j + 1]
         return dict(zip(self.job_run_rack[a:b].tolist(), self.job_run_gpus[a:b].tolist()))
