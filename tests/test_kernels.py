@@ -260,6 +260,6 @@ def test_same_results_without_jit():
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     from scheduler.heuristic import solve_heuristic
-    jit = [evaluate(generated(s), solve_heuristic(generated(s)).assignment).objective_usd for s in range(3)]
+    jit = [evaluate(p, solve_heuristic(p).assignment).objective_usd for p in map(generated, range(3))]
     import json
     assert json.loads(r.stdout) == pytest.approx(jit, rel=1e-12)
