@@ -45,7 +45,7 @@ from .assignment import Assignment
 from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, feasible_plans
 from .horizon_rolling import solve_rolling
 from .milp_model import miner_patterns
-from .problem import GPU, Problem
+from .problem import GPU, Problem, units_within
 from .solve import SolveOptions, relative_gap
 
 INF = math.inf
@@ -320,8 +320,8 @@ class AggregatedHorizon:
             busy, power = [], []
             for c in sorted({c for (d, c) in at if d == gg.domain}):
                 kw = float(prob.gpu_busy_kw[g, c])
-                per = gg.count if kw <= 0 else min(gg.count, int(math.floor(gg.room_kw / kw + 1e-9)))
-                v = m.col(0, max(per, 0) * n, -price_kw[gg.site] * gg.factor * kw)
+                per = units_within(gg.count, gg.room_kw, kw)
+                v = m.col(0, per * n, -price_kw[gg.site] * gg.factor * kw)
                 dom_t[gg.domain, c].append(v)
                 busy.append((v, 1.0))
                 power.append((v, kw))
@@ -329,8 +329,8 @@ class AggregatedHorizon:
                 gpr = int(prob.svc_gpus_per_replica[i])
                 for c in levels:
                     kw = gpr * float(prob.gpu_busy_kw[g, c])
-                    per = gg.count // gpr if kw <= 0 else min(gg.count // gpr, int(math.floor(gg.room_kw / kw + 1e-9)))
-                    v = m.col(0, max(per, 0) * n, -price_kw[gg.site] * gg.factor * kw)
+                    per = units_within(gg.count // gpr, gg.room_kw, kw)
+                    v = m.col(0, per * n, -price_kw[gg.site] * gg.factor * kw)
                     self.r_of[p, i, gi].append(v)
                     cap_terms[i].append((v, float(prob.svc_replica_rps[i, g] * prob.gpu_perf[g, c])))
                     busy.append((v, float(gpr)))
@@ -391,14 +391,9 @@ class AggregatedHorizon:
     @staticmethod
     def _level_room(prob: Problem, d: int, c: int) -> int:
         """GPUs domain d can run at cap level c within its racks' power limits."""
-        g = int(prob.domain_model[d])
-        kw = float(prob.gpu_busy_kw[g, c])
-        total = 0
-        for k in prob.domain_rack_list(d):
-            room = float(prob.rack_limit_kw[k] - prob.rack_base_kw[k])
-            n = int(prob.rack_count[k]) if kw <= 0 else min(int(prob.rack_count[k]), int(math.floor(room / kw + 1e-9)))
-            total += max(n, 0)
-        return total
+        kw = float(prob.gpu_busy_kw[int(prob.domain_model[d]), c])
+        return sum(units_within(prob.rack_count[k], float(prob.rack_limit_kw[k] - prob.rack_base_kw[k]), kw)
+                   for k in prob.domain_rack_list(d))
 
     def _cliques(self, gpus: int, jobs: dict[int, tuple[int, list[int]]]):
         """Jobs that cannot share a domain of `gpus` GPUs (together they need more): at most one

@@ -22,7 +22,7 @@ from itertools import product
 import numpy as np
 import pulp
 
-from .problem import GPU, MINER, Problem
+from .problem import GPU, MINER, Problem, units_within
 
 EPS = 1e-9
 MAX_PATTERN_VECTORS = 20000
@@ -255,16 +255,14 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         g, d = u.model, int(p.rack_domain[k0])
         room = p.rack_limit_kw[k0] - p.rack_base_kw[k0]
         for c in sorted(job_levels_by_domain.get(d, set())):
-            ub = u.count if p.gpu_busy_kw[g, c] <= 0 else min(u.count, int(np.floor(room / p.gpu_busy_kw[g, c] + 1e-9)))
-            ub = max(ub, 0) * n_racks
+            ub = units_within(u.count, room, p.gpu_busy_kw[g, c]) * n_racks
             u.t[c] = var(f"{tag}t_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
             domain_level_t[d, c].append(u.t[c])
         for i, lv in svc_levels_by_rack.get(k0, {}).items():
             gpr = int(p.svc_gpus_per_replica[i])
             for c in lv:
                 per = gpr * p.gpu_busy_kw[g, c]
-                ub = u.count // gpr if per <= 0 else min(u.count // gpr, int(np.floor(room / per + 1e-9)))
-                ub = max(ub, 0) * n_racks
+                ub = units_within(u.count // gpr, room, per) * n_racks
                 u.r[i, c] = var(f"{tag}r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
                 capacity_terms[i].append((u.r[i, c], p.svc_replica_rps[i, g] * p.gpu_perf[g, c]))
         busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]

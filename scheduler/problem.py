@@ -171,6 +171,12 @@ class Problem:
                     and self.rack_count[k] >= self.svc_gpus_per_replica[i])
 
 
+def units_within(count: int, room_kw: float, kw_each: float) -> int:
+    """How many of `count` units drawing `kw_each` more than idle fit in `room_kw` (a rack's power
+    limit less its base, none when that is negative): all of them when a unit draws nothing more."""
+    return int(count) if kw_each <= 0 else max(0, min(int(count), int(np.floor(room_kw / kw_each + 1e-9))))
+
+
 def loop_capacity_kw(capacity_kw: float, derate_per_c: float, ambient_c: float, design_ambient_c: float) -> float:
     """SPEC 3: capacity_kw * clamp(1 - derate_per_c * (ambient - design), 0, 1)."""
     return capacity_kw * min(1.0, max(0.0, 1.0 - derate_per_c * (ambient_c - design_ambient_c)))
