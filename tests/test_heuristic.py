@@ -209,6 +209,16 @@ def test_running_from_plan_replaces_running(wa):
         assert (svc.running or {}) == per_rack
 
 
+def test_running_from_plan_keeps_unlisted_workloads_only_when_asked(wa):
+    sc, p = wa
+    plan = plan_of(p, solve_heuristic(p))
+    first = sc.training[0]
+    assert first.running          # the example's first job runs now
+    partial = {**plan, "training": [t for t in plan["training"] if t["id"] != first.id]}
+    assert with_running_from_plan(sc, partial).training[0].running is None
+    assert with_running_from_plan(sc, partial, keep_unlisted=True).training[0].running == first.running
+
+
 def test_running_from_plan_rejects_a_plan_that_no_longer_fits(wa):
     sc, p = wa
     plan = plan_of(p, solve_heuristic(p))

@@ -31,11 +31,12 @@ def plan_entries(plan: dict, key: str, known, what: str, errs: list[str]):
             yield e
 
 
-def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
+def with_running_from_plan(scenario: Scenario, plan: Any, keep_unlisted: bool = False) -> Scenario:
     """A copy of `scenario` with `running` replaced by the previous plan's placements: a
     scheduled job runs on its placement, an unscheduled (or absent) one runs nowhere; a service
-    runs its replicas per rack summed over cap levels. Raises ScenarioError with one
-    `plan.<path>: reason` line per problem."""
+    runs its replicas per rack summed over cap levels. With `keep_unlisted`, a workload the plan
+    does not list (e.g. submitted since) keeps the `running` it has. Raises ScenarioError with
+    one `plan.<path>: reason` line per problem."""
     if not isinstance(plan, dict):
         raise ScenarioError(["plan: must be a JSON object"])
     errs: list[str] = []
@@ -94,8 +95,12 @@ def with_running_from_plan(scenario: Scenario, plan: Any) -> Scenario:
     if errs:
         raise ScenarioError(errs)
 
-    new_training = [j.model_copy(update={"running": job_running.get(j.id) or None}) for j in scenario.training]
-    new_inference = [s.model_copy(update={"running": svc_running.get(s.id) or None}) for s in scenario.inference]
+    def placed(w, listed: dict):
+        if keep_unlisted and w.id not in listed:
+            return w
+        return w.model_copy(update={"running": listed.get(w.id) or None})
+    new_training = [placed(j, job_running) for j in scenario.training]
+    new_inference = [placed(s, svc_running) for s in scenario.inference]
     out = scenario.model_copy(update={"training": new_training, "inference": new_inference})
     problems = check_scenario(out)
     if problems:  # the previous plan does not fit this scenario (e.g. a job's size changed)

@@ -112,16 +112,9 @@ def _with_running(scenario: Scenario, data: dict, plan: dict) -> Scenario:
     known = {**plan, "training": [t for t in plan.get("training", []) if t.get("id") in jobs],
              "inference": [s for s in plan.get("inference", []) if s.get("id") in svcs]}
     try:
-        out = with_running_from_plan(scenario, known)
+        return with_running_from_plan(scenario, known, keep_unlisted=True)
     except ScenarioError:  # e.g. a job re-submitted with another size: keep what still fits
         return parse_scenario(scenario_with_running(data, plan))
-    in_plan = {t["id"] for t in known["training"]} | {s["id"] for s in known["inference"]}
-    if any(w.running and w.id not in in_plan for w in (*scenario.training, *scenario.inference)):
-        keep = {w.id: w for w in (*scenario.training, *scenario.inference) if w.id not in in_plan}
-        out = out.model_copy(update={
-            "training": [keep.get(j.id, j) for j in out.training],
-            "inference": [keep.get(s.id, s) for s in out.inference]})
-    return out
 
 
 class ServiceLoop:
