@@ -247,7 +247,7 @@ def solve_auto(p: Problem, opts: Optional[SolveOptions] = None) -> SolveResult:
                          explain_infeasible=opts.explain_infeasible)
     m = solve_milp(p, mopts)
     h_obj = h.extra["objective_usd"] if h.assignment is not None else None     # evaluate's, from _result
-    m_obj = evaluate(p, m.assignment).objective_usd if m.assignment is not None else None
+    m_obj = m.extra["objective_usd"] if m.assignment is not None else None                # evaluate's, from solve_milp
     extra = {"heuristic_objective_usd": h_obj, "milp_status": m.status, "milp_objective_usd": m_obj}
     use_milp = m_obj is not None and (h_obj is None or m_obj >= h_obj - 1e-9)
     win = m if use_milp else h

@@ -260,7 +260,7 @@ def solve_milp(p: Problem, opts: SolveOptions | None = None) -> SolveResult:
     return SolveResult(assignment=a, method="milp", backend=opts.backend,
                        status="optimal" if proven else "feasible", seconds=seconds,
                        bound_usd=bound, gap=relative_gap(obj, bound),
-                       extra={"rows": len(m.rows), "columns": len(m.lp.variables())})
+                       extra={"rows": len(m.rows), "columns": len(m.lp.variables()), "objective_usd": float(obj)})
 
 
 def explain_infeasible(p: Problem, opts: SolveOptions | None = None, m: Model | None = None) -> list[str]:
