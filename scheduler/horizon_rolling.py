@@ -130,10 +130,18 @@ def raise_to_floor(p: Problem, a: Assignment, floor_kw: np.ndarray) -> Assignmen
     return a
 
 
-def follow_schedule(h: Horizon, p: int, work: WorkState, chosen: dict[int, tuple[int, int]]):
+def follow_schedule(h: Horizon, p: int, work: WorkState, chosen: dict[int, tuple[int, int]],
+                    exact: bool = True):
     """Job values, required flags and lowest cap levels for period p that make the period's
     solver run exactly the jobs in `chosen` (job -> (domain, level) of the aggregated horizon
-    MILP) on that domain's GPU model at that level or above, while they have work left."""
+    MILP) on that domain's GPU model, while they have work left.
+
+    With `exact`, each runs at the chosen level or the lowest one above it that fits: a job with
+    work left earns the same over the horizon whatever its cap (a higher cap only finishes it
+    before the schedule's last period for it, and leaves its GPUs idle there), so it is valued
+    at a thousandth of its rate, enough to be packed first but not to buy a higher cap. Without,
+    (when the chosen levels cannot all be packed into racks) any level the job allows is open
+    and it is valued at its rate, so it runs as fast as the racks let it."""
     prob = h.problems[p]
     values = np.full_like(prob.job_value_per_gpu_h, np.nan)
     required = np.zeros_like(prob.job_required)
@@ -143,7 +151,10 @@ def follow_schedule(h: Horizon, p: int, work: WorkState, chosen: dict[int, tuple
             continue
         g = int(prob.domain_model[d])
         values[j, g] = prob.job_value_per_gpu_h[j, g]
-        min_level[j, g] = max(int(min_level[j, g]), int(c))
+        if exact:
+            if not np.isnan(h.remaining_gpu_h[j]):
+                values[j, g] *= 1e-3
+            min_level[j, g] = max(int(min_level[j, g]), int(c))
         required[j] = True
     return values, required, min_level
 
@@ -186,9 +197,18 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         prob = with_running(base, running, **changes) if prev is not None else _replace(base, **changes)
         res = solve_heuristic(prob, SolveOptions(warm_start=prev))
         if res.assignment is None and schedule is not None and required.any():
-            # the aggregated model's packing does not split into racks here: keep what fits
-            prob = dataclasses.replace(prob, job_required=prob.job_required & base.job_required)
+            # the kernels found no packing of the chosen jobs at the chosen levels (they may
+            # fill every GPU of a domain): the single-interval MILP decides whether one exists
+            res = _exact(prob, POLISH_MIN_S)
+        if res.assignment is None and schedule is not None and required.any():
+            # the aggregated model's packing does not split into racks at the chosen levels:
+            # open every level, then keep what fits
+            values, required, extra["job_min_level"] = follow_schedule(h, p, work, schedule[p], exact=False)
+            prob = dataclasses.replace(prob, job_value_per_gpu_h=values, job_min_level=extra["job_min_level"])
             res = solve_heuristic(prob, SolveOptions(warm_start=prev))
+            if res.assignment is None:
+                prob = dataclasses.replace(prob, job_required=prob.job_required & base.job_required)
+                res = solve_heuristic(prob, SolveOptions(warm_start=prev))
         if res.assignment is None:
             return HorizonResult(None, "rolling", "infeasible", time.perf_counter() - t0,
                                  infeasible=[f"{r}@p{p}" for r in res.infeasible])
@@ -203,6 +223,17 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         out.append(a)
         prev, prev_site = a, evaluate(base, a).site_kw
     return HorizonResult(out, "rolling", "feasible", time.perf_counter() - t0, backend="kernels")
+
+
+def _exact(p: Problem, limit_s: float):
+    """The single-interval MILP's plan of `p` within `limit_s` (no plan when it finds none)."""
+    from .milp import solve_milp
+    from .solve import SolveResult
+
+    try:
+        return solve_milp(p, SolveOptions(time_limit_s=limit_s, gap=1e-4, explain_infeasible=False))
+    except TimeoutError:
+        return SolveResult(None, "milp", "infeasible", limit_s)
 
 
 def _polish(p: Problem, a: Assignment, limit_s: float):

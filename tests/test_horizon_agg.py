@@ -153,9 +153,21 @@ def test_plan_horizon_uses_the_aggregated_model_above_the_column_limit(monkeypat
     assert plan["objective_usd"] >= rolling - 1e-6
 
 
-def test_disaggregation_follows_the_schedule():
+@pytest.mark.parametrize("kernels_pack", [True, False])
+def test_disaggregation_follows_the_schedule(monkeypatch, kernels_pack):
     sc = mixed([30, 900, 30, 200, 30])
     h = compile_horizon(sc)
+    if not kernels_pack:
+        # the kernels find no packing of the chosen jobs: the single-interval MILP finds it
+        from scheduler import heuristic
+        from scheduler.solve import SolveResult
+        real = heuristic.solve_heuristic
+
+        def failing(prob, opts=None):
+            if prob.job_required.any():
+                return SolveResult(None, "heuristic", "infeasible", 0.0, infeasible=["no packing"])
+            return real(prob, opts)
+        monkeypatch.setattr(heuristic, "solve_heuristic", failing)
     # big at the low cap for two hours, then mid at the top cap; small alongside for three hours
     big, mid, small = 0, 1, 2
     a, b = h.problems[0].domain_ids.index("a"), h.problems[0].domain_ids.index("b")
@@ -169,7 +181,9 @@ def test_disaggregation_follows_the_schedule():
         assert on == want, p
         for j in on:
             d, c = sched[p][j]
-            assert pf.assignment.job_level[j] >= c
+            # at the chosen cap, not above: a higher one would finish the job before the
+            # schedule's last period for it and leave its GPUs idle there
+            assert pf.assignment.job_level[j] == c
             # on the chosen domain's GPU model (the period's solver picks among such domains)
             models = {int(h.problems[p].rack_model[k]) for k in pf.assignment.job_place[j]}
             assert models == {int(h.problems[p].domain_model[d])}
