@@ -42,7 +42,7 @@ import highspy
 import numpy as np
 
 from .assignment import Assignment
-from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, feasible_plans
+from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, feasible_plans, work_tol_gpu_h
 from .horizon_rolling import solve_rolling
 from .milp_model import miner_patterns
 from .problem import GPU, Problem, units_within
@@ -249,8 +249,16 @@ class AggregatedHorizon:
         # --- completion indicators (tracked jobs) ----------------------------------------------
         for j in range(J):
             if self.tracked[j] and not self.finished0[j]:
+                # the job cannot be complete before it could have delivered its work at full
+                # speed: z is 0 there (without this the relaxation forgives the move cost of any
+                # stop in proportion to the share of the work done so far)
+                top = max(float(np.max(p0.gpu_perf[g, :int(p0.gpu_n_levels[g])]))
+                          for g in range(len(p0.gpu_model_ids)) if not np.isnan(p0.job_value_per_gpu_h[j, g]))
+                most = np.concatenate([[0.0], np.cumsum(h.hours)]) * float(p0.job_gpus[j]) * top
+                R = float(h.remaining_gpu_h[j])
                 for p in range(1, P + 1):
-                    self.z[p, j] = m.col(0, 1, integer=True)
+                    possible = most[p] >= R - work_tol_gpu_h(R)
+                    self.z[p, j] = m.col(0, 1 if possible else 0, integer=True)
                     if p > 1:
                         m.row([(self.z[p - 1, j], 1), (self.z[p, j], -1)], hi=0)
         for p in range(P):
@@ -482,14 +490,16 @@ class AggregatedHorizon:
             for p in range(1, P):
                 mv = m.col(0, INF, -cost)
                 paid.append(mv)
+                # forgiven only where the work completes: in period p - 1 (z rises from p - 1 to p)
                 z = self.z.get((p, j))
+                done = [] if z is None else [(z, 1.0)] + ([(self.z[p - 1, j], -1.0)] if (p - 1, j) in self.z else [])
                 for d in doms:
                     left = [(v, -1.0) for v in y[p - 1, d]] + [(v, 1.0) for v in y[p, d]]
                     if count_stops:
                         stop = m.col(0, INF)
                         m.row([(stop, 1.0)] + left, lo=0.0)
                         stops.append(stop)
-                    m.row([(mv, 1.0)] + left + ([(z, 1.0)] if z is not None else []), lo=0.0)
+                    m.row([(mv, 1.0)] + left + done, lo=0.0)
             if count_stops:
                 m.row([(v, 1.0) for v in paid] + [(v, -1.0) for v in stops], lo=-1.0)
         for i in range(len(p0.svc_ids)):

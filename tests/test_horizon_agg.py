@@ -128,6 +128,21 @@ def test_known_optimum_lateness():
     assert res.bound_usd == pytest.approx(plan["objective_usd"], abs=1e-6)
 
 
+def test_a_stop_before_the_work_can_be_done_pays_its_move():
+    # the job runs now and stops through the 5,000 USD/MWh hour (paying its 20 USD move), then
+    # finishes in two of the four cheap hours left. After one hour a third of its work is done,
+    # which let the relaxation forgive a third of that move as if the job were complete
+    # (LP 228.71); it cannot be complete before 3 h, so the LP is now the optimum itself
+    sc = tiny([40, 5000, 40, 40, 40, 40], job={"remaining_gpu_h": 24, "running": {"G1": 8}, "move_cost_usd": 20})
+    h = compile_horizon(sc)
+    best = best_known(h)
+    assert best == pytest.approx(240 - 20 - 3 * 8 * 0.04 + 5 * 10 * 0.1 - 5 * 10 * 0.04)
+    agg = AggregatedHorizon(h)
+    relaxed = agg.m.highs(relax=True)
+    relaxed.run()
+    assert relaxed.getInfo().objective_function_value == pytest.approx(best, abs=1e-6)
+
+
 def test_demand_response_window_and_ramp_hold():
     sc = tiny([40, 40, 40, 40], job={"remaining_gpu_h": 32}, grid=[20, 5, 5, 20], ramp=8.0)
     h = compile_horizon(sc)
