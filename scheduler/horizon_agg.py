@@ -485,8 +485,15 @@ class AggregatedHorizon:
             count_stops = self.stop_rows and self.tracked[j]
             paid, stops = [], []
             if d0 >= 0:
+                # it stays free only in d0 at a cap at which every rack still holds the GPUs it
+                # runs there now (else its GPUs per rack change: a move); never forgiven (no z)
+                g0 = int(p0.domain_model[d0])
+                run = p0.job_running(j)
+                stay = [self.x[0, j, d0, c] for c in range(int(p0.gpu_n_levels[g0])) if (0, j, d0, c) in self.x
+                        and all(n <= units_within(int(p0.rack_count[k]), float(p0.rack_limit_kw[k] - p0.rack_base_kw[k]),
+                                                  float(p0.gpu_busy_kw[g0, c])) for k, n in run.items())]
                 mv = m.col(0, INF, -cost)
-                m.row([(mv, 1.0)] + [(v, 1.0) for v in y.get((0, d0), [])], lo=1.0)   # no z: always pays
+                m.row([(mv, 1.0)] + [(v, 1.0) for v in stay], lo=1.0)
             for p in range(1, P):
                 mv = m.col(0, INF, -cost)
                 paid.append(mv)

@@ -18,7 +18,9 @@ from .problem import MINER, Problem
 from .solve import SolveOptions
 
 
-POLISH_MIN_S = 2.0   # a shorter MILP polish rarely beats the kernels; spend the budget on early periods
+POLISH_MIN_S = 0.1   # the shortest MILP polish of a period (an even share of the budget is ~0.2 s for
+                     # 192 periods: it still saves most replica moves the kernels make)
+EXACT_LIMIT_S = 2.0  # the longest the MILP may search for a packing of a schedule's period
 
 
 def ramp_ceiling_kw(h: Horizon) -> np.ndarray:
@@ -199,7 +201,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         if res.assignment is None and schedule is not None and required.any():
             # the kernels found no packing of the chosen jobs at the chosen levels (they may
             # fill every GPU of a domain): the single-interval MILP decides whether one exists
-            res = _exact(prob, POLISH_MIN_S)
+            res = _exact(prob, max(0.25, min(EXACT_LIMIT_S, polish_s - (time.perf_counter() - t0))))
         if res.assignment is None and schedule is not None and required.any():
             # the aggregated model's packing does not split into racks at the chosen levels:
             # open every level, then keep what fits
@@ -214,7 +216,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
                                  infeasible=[f"{r}@p{p}" for r in res.infeasible])
         left_s = polish_s - (time.perf_counter() - t0)
         if left_s > 0.05:
-            res = _polish(prob, res.assignment, max(POLISH_MIN_S, left_s / (h.n_periods - p)))
+            res = _polish(prob, res.assignment, min(left_s, max(POLISH_MIN_S, left_s / (h.n_periods - p))))
         a = drop_finished(res.assignment, work)
         if prev_site is not None and not np.isnan(ramp).all():
             floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
