@@ -566,6 +566,13 @@ class AggregatedHorizon:
             values[v] = 1.0 if done and not runs[p, j] else 0.0
         return np.array(list(values), dtype=np.int32), np.array(list(values.values()), dtype=np.float64)
 
+    def replicas(self, values: np.ndarray) -> np.ndarray:
+        """f8[P, I]: replicas per period and service (summed over rack groups and levels)."""
+        out = np.zeros((self.h.n_periods, len(self.h.problems[0].svc_ids)))
+        for (p, i, _), cols in self.r_of.items():
+            out[p, i] += float(np.sum(values[cols]))
+        return out
+
     def schedule(self, values: np.ndarray) -> list[dict[int, tuple[int, int]]]:
         """Per period: job -> (domain, level) chosen."""
         out: list[dict[int, tuple[int, int]]] = [dict() for _ in range(self.h.n_periods)]
@@ -576,36 +583,53 @@ class AggregatedHorizon:
 
 
 DEFAULT_BUDGET_S = 120.0   # when no time limit is given
-POLISH_RESERVE_S = 45.0    # what the coarse MILP leaves for disaggregating and polishing (192
-                           # periods of the 18 MW site polish in ~33 s on one core)
+POLISH_RESERVE_S = 42.0    # what the MILPs leave for disaggregating and polishing (192 periods of
+                           # the 18 MW site polish in ~36 s on one core)
 SEQUENTIAL_SHARE = 0.35    # on one core: coarse MILP, then polish, then the bound (the last 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
 PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
 
 
-def _dual_bound(m: LinearModel, time_limit_s: float) -> Optional[float]:
-    """The dual bound HiGHS proves for `m` within the time limit (run in a second process)."""
+@dataclass
+class _FullSolve:
+    """What HiGHS reached on the full-resolution model: its dual bound and its best solution."""
+    bound: Optional[float]
+    objective: Optional[float]
+    values: Optional[np.ndarray]
+
+
+def _solve_full(m: LinearModel, time_limit_s: float, start: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                heuristic_effort: Optional[float] = None) -> _FullSolve:
+    """HiGHS on `m` within the time limit, from a MIP start (run in a second process)."""
     hs = m.highs()
+    if start is not None:
+        hs.setSolution(len(start[0]), start[0], start[1])
     hs.setOptionValue("time_limit", max(1.0, time_limit_s))
     hs.setOptionValue("mip_rel_gap", 0.0)
+    if heuristic_effort is not None:
+        hs.setOptionValue("mip_heuristic_effort", heuristic_effort)
     hs.run()
-    b = hs.getInfo().mip_dual_bound
-    return float(b) if math.isfinite(b) else None
+    info = hs.getInfo()
+    b = info.mip_dual_bound
+    found = info.primal_solution_status == 2
+    return _FullSolve(float(b) if math.isfinite(b) else None,
+                      float(info.objective_function_value) if found else None,
+                      np.array(hs.getSolution().col_value) if found else None)
 
 
 def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                              start: Optional[HorizonResult] = None) -> HorizonResult:
     """Plan a long horizon with the aggregated MILP (see the module docstring):
     1. the rolling horizon gives a first exact plan and the MIP start;
-    2. a coarse copy of the aggregated model, in which consecutive periods (about an hour) share
-       their training decisions, is solved by HiGHS until only the time the polish needs is left
-       (one core: a third of the limit);
-    3. its schedule is disaggregated into an exact plan by the rolling horizon restricted to it,
-       each period polished by the single-interval MILP in the time left;
-    4. meanwhile a second process proves an upper bound with the full-resolution aggregated
-       model (the dual bound HiGHS reaches on it; small models and one-thread runs prove it
-       in-process after the plan, with the rest of the time limit).
-    The better exact plan is returned with its gap to that bound."""
+    2. two searches run side by side until only the time the polish needs is left: HiGHS on a
+       coarse copy of the aggregated model, in which consecutive periods (about an hour) share
+       their training decisions, and, in a second process, HiGHS on the full-resolution model,
+       which also proves the upper bound (its dual bound);
+    3. the better schedule of the two is disaggregated into an exact plan by the rolling horizon
+       restricted to it, each period polished by the single-interval MILP in the time left.
+    On one core (or for small models) the coarse search, the polish and then the bound on the
+    full model run one after the other. The better exact plan (this or the rolling one) is
+    returned with its gap to the bound."""
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
     budget = opts.time_limit_s if opts.time_limit_s else DEFAULT_BUDGET_S
@@ -621,38 +645,47 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                 and full.m.n_cols > PARALLEL_ABOVE_COLUMNS)
     pool = future = None
     bound = None
+    search_s = budget - POLISH_RESERVE_S      # both searches stop here (parallel)
     if parallel:
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        future = pool.submit(_dual_bound, full.m, deadline - time.perf_counter() - 6.0)
+        full_start = full.start_from(start.assignments) if start.assignments is not None else None
+        future = pool.submit(_solve_full, full.m, search_s - (time.perf_counter() - t0) - 3.0, full_start, 0.3)
     try:
         hs = coarse.m.highs()
         if start.assignments is not None:
             idx, val = coarse.start_from(start.assignments)
             hs.setSolution(len(idx), idx, val)
-        if parallel:     # the coarse MILP runs until the polish of every period can still fit
-            limit = budget - POLISH_RESERVE_S - (time.perf_counter() - t0)
-        else:
-            limit = SEQUENTIAL_SHARE * budget - (time.perf_counter() - t0)
+        limit = (search_s if parallel else SEQUENTIAL_SHARE * budget) - (time.perf_counter() - t0)
         hs.setOptionValue("time_limit", max(1.0, limit))
         hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
         hs.setOptionValue("mip_heuristic_effort", 0.3)
         hs.run()
-        disaggregated = None
+        best = None      # (aggregated objective, schedule, which model)
         if hs.getInfo().primal_solution_status == 2:
-            extra["aggregated_objective_usd"] = float(hs.getInfo().objective_function_value)
-            sched = coarse.schedule(np.array(hs.getSolution().col_value))
+            obj = float(hs.getInfo().objective_function_value)
+            vals = np.array(hs.getSolution().col_value)
+            best = (obj, coarse.schedule(vals), coarse.replicas(vals), "coarse")
+            extra["coarse_objective_usd"] = obj
+        if future is not None:
+            try:
+                got = future.result(timeout=max(5.0, deadline - POLISH_RESERVE_S / 2 - time.perf_counter()))
+                bound = got.bound
+                if got.objective is not None:
+                    extra["full_objective_usd"] = got.objective
+                    if best is None or got.objective > best[0] + 1e-6:
+                        best = (got.objective, full.schedule(got.values), full.replicas(got.values), "full")
+            except Exception as exc:     # the bound is optional; the plan stands on its own
+                extra["bound_error"] = f"{type(exc).__name__}: {exc}"
+        disaggregated = None
+        if best is not None:
+            extra["aggregated_objective_usd"], sched, reps, extra["schedule_from"] = best
             left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 3.0
-            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched)
+            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched, replicas=reps)
             if dis.assignments is not None:
                 disaggregated = stick_replicas(h, dis.assignments)
         cands = feasible_plans(h, [("aggregated", disaggregated), ("rolling", start.assignments)])
         if not parallel:
-            bound = _dual_bound(full.m, deadline - time.perf_counter() - 1.0)
-        if future is not None:
-            try:
-                bound = future.result(timeout=max(5.0, deadline - time.perf_counter() + 10.0))
-            except Exception as exc:     # the bound is optional; the plan stands on its own
-                extra["bound_error"] = f"{type(exc).__name__}: {exc}"
+            bound = _solve_full(full.m, deadline - time.perf_counter() - 1.0).bound
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

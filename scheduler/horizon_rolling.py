@@ -162,13 +162,17 @@ def follow_schedule(h: Horizon, p: int, work: WorkState, chosen: dict[int, tuple
 
 
 def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: float = 0.0,
-                  schedule: Optional[list[dict[int, tuple[int, int]]]] = None) -> HorizonResult:
+                  schedule: Optional[list[dict[int, tuple[int, int]]]] = None,
+                  replicas: Optional[np.ndarray] = None) -> HorizonResult:
     """Plan the periods in order with the kernels (status `feasible`). With `polish_s`, each
     period's kernel plan is also handed to the single-interval MILP as a MIP start, with an
     equal share of `polish_s` as its time limit, and the better plan of the period is kept.
     With `schedule` (per period: job -> (domain, level)), the periods run those jobs instead of
     choosing them by `job_values` (the disaggregation of `scheduler.horizon_agg`); a period
-    whose chosen jobs cannot all be packed keeps those it can."""
+    whose chosen jobs cannot all be packed keeps those it can. With `replicas` (f8[P, I], the
+    aggregated model's replicas per service and period), a service that runs more replicas than
+    that and more capacity than its demand stops its least efficient spare replicas (see
+    `trim_replicas`)."""
     from .heuristic import solve_heuristic
 
     opts = opts or SolveOptions()
@@ -218,6 +222,8 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         if left_s > 0.05:
             res = _polish(prob, res.assignment, min(left_s, max(POLISH_MIN_S, left_s / (h.n_periods - p))))
         a = drop_finished(res.assignment, work)
+        if replicas is not None:
+            a = trim_replicas(prob, a, replicas[p])
         if prev_site is not None and not np.isnan(ramp).all():
             floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
             a = raise_to_floor(prob, a, floor)
@@ -225,6 +231,38 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         out.append(a)
         prev, prev_site = a, evaluate(base, a).site_kw
     return HorizonResult(out, "rolling", "feasible", time.perf_counter() - t0, backend="kernels")
+
+
+def trim_replicas(p: Problem, a: Assignment, target: np.ndarray) -> Assignment:
+    """Stop spare replicas: while service i runs more than `target[i]` replicas and still serves
+    its whole demand without one, that one stops, the most kW per request served first. A period
+    planned alone keeps a spare replica whose move costs more than one period of its power
+    (through a price spike, say); the horizon plan that set `target` has weighed the move
+    against every period it saves. Served load is unchanged and power only falls."""
+    svc_place = list(a.svc_place)
+    trimmed = False
+    for i in range(len(p.svc_ids)):
+        total = sum(svc_place[i].values())
+        if total <= target[i] + 0.5:
+            continue
+        place = dict(svc_place[i])
+        gpr = int(p.svc_gpus_per_replica[i])
+
+        def rps(k: int, c: int) -> float:
+            return float(p.svc_replica_rps[i, p.rack_model[k]] * p.gpu_perf[p.rack_model[k], c])
+
+        spare = sum(r * rps(k, c) for (k, c), r in place.items()) - float(p.svc_demand_rps[i])
+        for k, c in sorted(place, key=lambda kc: -gpr * float(p.gpu_busy_kw[p.rack_model[kc[0]], kc[1]])
+                           / max(rps(*kc), 1e-12)):
+            while place.get((k, c), 0) > 0 and total > target[i] + 0.5 and spare - rps(k, c) >= -1e-9:
+                place[k, c] -= 1
+                if not place[k, c]:
+                    del place[k, c]
+                total -= 1
+                spare -= rps(k, c)
+                trimmed = True
+        svc_place[i] = place
+    return Assignment(a.job_level, a.job_place, svc_place, a.miners) if trimmed else a
 
 
 def _exact(p: Problem, limit_s: float):
@@ -258,4 +296,4 @@ def _replace(p: Problem, **changes) -> Problem:
     return dataclasses.replace(p, **changes)
 
 
-__all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor"]
+__all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor", "trim_replicas"]

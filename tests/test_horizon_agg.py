@@ -205,6 +205,40 @@ def test_disaggregation_follows_the_schedule(monkeypatch, kernels_pack):
     assert verify_plan(sc, horizon_plan(h, res)) == []
 
 
+def test_trim_replicas_stops_only_spare_replicas():
+    from scheduler.assignment import Assignment, evaluate, violations
+    from scheduler.horizon_rolling import trim_replicas
+
+    h = compile_horizon(mixed([30, 900, 30, 200, 30]))
+    p = h.problems[4]
+    a = solve_rolling(h).assignments[4]          # no training job runs in the last hour
+    assert not any(a.job_place)
+    chat = 0
+    A1 = p.rack_ids.index("A1")
+    place = dict(a.svc_place[chat])
+    place[A1, 0] = place.get((A1, 0), 0) + 2     # two spare replicas at the low cap
+    a = Assignment(a.job_level, a.job_place, [place], a.miners)
+    before = evaluate(p, a)
+    total = sum(place.values())
+    demand = float(p.svc_demand_rps[chat])
+
+    def rps(k, c):
+        return float(p.svc_replica_rps[chat, p.rack_model[k]] * p.gpu_perf[p.rack_model[k], c])
+
+    assert trim_replicas(p, a, np.array([total])) is a            # at the target: untouched
+    one = trim_replicas(p, a, np.array([total - 1.0]))
+    assert sum(one.svc_place[chat].values()) == total - 1
+    bare = trim_replicas(p, a, np.array([0.0]))
+    for b in (one, bare):
+        f = evaluate(p, b)
+        assert violations(p, f) == []
+        assert f.served_rps[chat] == pytest.approx(demand) == pytest.approx(before.served_rps[chat])
+        assert f.site_kw[0] < before.site_kw[0]
+    # with no target left, every replica still running is needed to serve the demand
+    cap = sum(r * rps(k, c) for (k, c), r in bare.svc_place[chat].items())
+    assert all(cap - rps(k, c) < demand - 1e-9 for (k, c) in bare.svc_place[chat])
+
+
 @pytest.mark.parametrize("count,kw,th,room", [
     (6, [0.8, 1.2], [80, 100], 7.0),
     (20, [2.45, 3.07, 3.45], [88, 104, 112], 65.7),
