@@ -583,8 +583,8 @@ class AggregatedHorizon:
 
 
 DEFAULT_BUDGET_S = 120.0   # when no time limit is given
-POLISH_RESERVE_S = 42.0    # what the MILPs leave for disaggregating and polishing (192 periods of
-                           # the 18 MW site polish in ~36 s on one core)
+POLISH_RESERVE_S = 38.0    # what the MILPs leave for disaggregating and polishing (192 periods of
+                           # the 18 MW site take ~35 s with an even share of MILP polish each)
 SEQUENTIAL_SHARE = 0.35    # on one core: coarse MILP, then polish, then the bound (the last 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
 PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
@@ -679,7 +679,7 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         disaggregated = None
         if best is not None:
             extra["aggregated_objective_usd"], sched, reps, extra["schedule_from"] = best
-            left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 3.0
+            left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 5.0
             dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched, replicas=reps)
             if dis.assignments is not None:
                 disaggregated = stick_replicas(h, dis.assignments)
