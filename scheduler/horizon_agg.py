@@ -14,7 +14,8 @@ aggregates what only matters within a period:
   the upper concave hull of (kW, TH/s) - the convex hull of every pattern, since the limits
   see a rack only through its kW;
 - inference replica moves are counted per rack group (|sum of changes| <= sum of |changes|);
-  a job pays its move cost when it leaves a domain it ran in unless its work was complete;
+  a job pays its move cost when it leaves a domain it ran in unless its work completed in the
+  period before (it cannot be complete before it could have done all of it at full speed);
 - lateness is bounded below by the work left at the deadline over the job's full-speed rate
   (a job delivers at most `gpus` GPU-hours per hour), or the whole overrun when it never
   completes.
