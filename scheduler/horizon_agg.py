@@ -568,10 +568,12 @@ class AggregatedHorizon:
         return np.array(list(values), dtype=np.int32), np.array(list(values.values()), dtype=np.float64)
 
     def replicas(self, values: np.ndarray) -> np.ndarray:
-        """f8[P, I]: replicas per period and service (summed over rack groups and levels)."""
-        out = np.zeros((self.h.n_periods, len(self.h.problems[0].svc_ids)))
-        for (p, i, _), cols in self.r_of.items():
-            out[p, i] += float(np.sum(values[cols]))
+        """f8[P, I, M]: replicas per period, service and GPU model (summed over rack groups and
+        levels)."""
+        p0 = self.h.problems[0]
+        out = np.zeros((self.h.n_periods, len(p0.svc_ids), len(p0.gpu_model_ids)))
+        for (p, i, g), cols in self.r_of.items():
+            out[p, i, self.groups[g].model] += float(np.sum(values[cols]))
         return out
 
     def schedule(self, values: np.ndarray) -> list[dict[int, tuple[int, int]]]:

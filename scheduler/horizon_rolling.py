@@ -169,10 +169,11 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
     equal share of `polish_s` as its time limit, and the better plan of the period is kept.
     With `schedule` (per period: job -> (domain, level)), the periods run those jobs instead of
     choosing them by `job_values` (the disaggregation of `scheduler.horizon_agg`); a period
-    whose chosen jobs cannot all be packed keeps those it can. With `replicas` (f8[P, I], the
-    aggregated model's replicas per service and period), a service that runs more replicas than
-    that and more capacity than its demand stops its least efficient spare replicas (see
-    `trim_replicas`)."""
+    whose chosen jobs cannot all be packed keeps those it can. With `replicas` (f8[P, I, M], the
+    aggregated model's replicas per period, service and GPU model), a service starts no replica
+    on a GPU model that runs none of it and that the schedule gives none, and a service that runs
+    more replicas than the schedule and more capacity than its demand stops its least efficient
+    spare replicas (see `trim_replicas`)."""
     from .heuristic import solve_heuristic
 
     opts = opts or SolveOptions()
@@ -193,6 +194,17 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         extra = {}
         if schedule is not None:
             values, required, extra["job_min_level"] = follow_schedule(h, p, work, schedule[p])
+        if replicas is not None:
+            # no new replicas on a GPU model the schedule runs none of the service on
+            now = np.zeros_like(replicas[p])
+            for i, place in enumerate((prev.svc_place if prev is not None else [])):
+                for (k, _), r in place.items():
+                    now[i, base.rack_model[k]] += r
+            if prev is None:
+                for i in range(len(base.svc_ids)):
+                    for k, r in base.svc_running(i).items():
+                        now[i, base.rack_model[k]] += r
+            extra["svc_replica_rps"] = np.where((replicas[p] < 0.5) & (now == 0), 0.0, base.svc_replica_rps)
         grid = np.minimum(base.site_grid_limit_kw, ceiling[p])
         if prev_site is not None:
             up = np.where(np.isnan(ramp), np.inf, prev_site + ramp * h.hours[p])
@@ -223,7 +235,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
             res = _polish(prob, res.assignment, min(left_s, max(POLISH_MIN_S, left_s / (h.n_periods - p))))
         a = drop_finished(res.assignment, work)
         if replicas is not None:
-            a = trim_replicas(prob, a, replicas[p])
+            a = trim_replicas(prob, a, replicas[p].sum(axis=1))
         if prev_site is not None and not np.isnan(ramp).all():
             floor = np.where(np.isnan(ramp), -np.inf, prev_site - ramp * h.hours[p])
             a = raise_to_floor(prob, a, floor)

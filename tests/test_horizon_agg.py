@@ -205,6 +205,18 @@ def test_disaggregation_follows_the_schedule(monkeypatch, kernels_pack):
     assert verify_plan(sc, horizon_plan(h, res)) == []
 
 
+def test_disaggregation_starts_replicas_only_where_the_schedule_has_them():
+    data = mixed([30, 900, 30, 200, 30]).model_dump(mode="json", exclude_none=True)
+    data["inference"][0].pop("running")
+    h = compile_horizon(parse_scenario(data))
+    none = [{} for _ in range(h.n_periods)]             # no training job: all GPUs are free
+    shape = (h.n_periods, len(h.problems[0].svc_ids), len(h.problems[0].gpu_model_ids))
+    for target, served in ((np.zeros(shape), False), (np.full(shape, 3.0), True)):
+        res = solve_rolling(h, schedule=none, replicas=target)
+        _, periods, _ = evaluate_horizon(h, res.assignments)
+        assert all((sum(pf.assignment.svc_place[0].values()) > 0) == served for pf in periods)
+
+
 def test_trim_replicas_stops_only_spare_replicas():
     from scheduler.assignment import Assignment, evaluate, violations
     from scheduler.horizon_rolling import trim_replicas
