@@ -15,7 +15,7 @@ import numpy as np
 from .assignment import Assignment, evaluate
 from .horizon_core import Horizon, HorizonResult, WorkState, only_jobs, drop_finished, with_running
 from .problem import MINER, Problem
-from .solve import SolveOptions
+from .solve import SolveOptions, SolveResult
 
 
 POLISH_MIN_S = 0.1   # the shortest MILP polish of a period (an even share of the budget is ~0.2 s for
@@ -186,33 +186,29 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
     out: list[Assignment] = []
     for p in range(h.n_periods):
         base = h.problems[p]
-        running_jobs = frozenset() if prev is None else frozenset(
-            j for j in range(len(base.job_ids)) if prev.job_level[j] >= 0)
-        if prev is None:
-            running_jobs = frozenset(j for j in range(len(base.job_ids)) if base.job_run_domain[j] >= 0)
-        values, required = job_values(h, p, work, running_jobs)
-        extra = {}
         if schedule is not None:
-            values, required, extra["job_min_level"] = follow_schedule(h, p, work, schedule[p])
-        if replicas is not None:
-            # no new replicas on a GPU model the schedule runs none of the service on
-            now = np.zeros_like(replicas[p])
-            for i, place in enumerate((prev.svc_place if prev is not None else [])):
-                for (k, _), r in place.items():
-                    now[i, base.rack_model[k]] += r
-            if prev is None:
-                for i in range(len(base.svc_ids)):
-                    for k, r in base.svc_running(i).items():
-                        now[i, base.rack_model[k]] += r
-            extra["svc_replica_rps"] = np.where((replicas[p] < 0.5) & (now == 0), 0.0, base.svc_replica_rps)
+            values, required, min_level = follow_schedule(h, p, work, schedule[p])
+            changes = dict(job_value_per_gpu_h=values, job_required=required, job_min_level=min_level)
+        else:
+            running_jobs = frozenset(j for j in range(len(base.job_ids))
+                                     if (base.job_run_domain[j] if prev is None else prev.job_level[j]) >= 0)
+            values, required = job_values(h, p, work, running_jobs)
+            changes = dict(job_value_per_gpu_h=values, job_required=required)
         grid = np.minimum(base.site_grid_limit_kw, ceiling[p])
         if prev_site is not None:
             up = np.where(np.isnan(ramp), np.inf, prev_site + ramp * h.hours[p])
             grid = np.minimum(grid, up)
         running = None if prev is None else only_jobs(
             prev, [j for j in range(len(base.job_ids)) if not work.finished(j)])
-        changes = dict(job_value_per_gpu_h=values, job_required=required, site_grid_limit_kw=grid, **extra)
-        prob = with_running(base, running, **changes) if prev is not None else _replace(base, **changes)
+        changes["site_grid_limit_kw"] = grid
+        prob = with_running(base, running, **changes) if prev is not None else dataclasses.replace(base, **changes)
+        if replicas is not None:
+            # no new replicas on a GPU model the schedule runs none of the service on
+            now = np.zeros_like(replicas[p])
+            for i in range(len(prob.svc_ids)):
+                for k, r in prob.svc_running(i).items():
+                    now[i, prob.rack_model[k]] += r
+            prob = dataclasses.replace(prob, svc_replica_rps=np.where((replicas[p] < 0.5) & (now == 0), 0.0, prob.svc_replica_rps))
         res = solve_heuristic(prob, SolveOptions(warm_start=prev))
         if res.assignment is None and schedule is not None and required.any():
             # the kernels found no packing of the chosen jobs at the chosen levels (they may
@@ -221,8 +217,8 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
         if res.assignment is None and schedule is not None and required.any():
             # the aggregated model's packing does not split into racks at the chosen levels:
             # open every level, then keep what fits
-            values, required, extra["job_min_level"] = follow_schedule(h, p, work, schedule[p], exact=False)
-            prob = dataclasses.replace(prob, job_value_per_gpu_h=values, job_min_level=extra["job_min_level"])
+            values, _, min_level = follow_schedule(h, p, work, schedule[p], exact=False)
+            prob = dataclasses.replace(prob, job_value_per_gpu_h=values, job_min_level=min_level)
             res = solve_heuristic(prob, SolveOptions(warm_start=prev))
             if res.assignment is None:
                 prob = dataclasses.replace(prob, job_required=prob.job_required & base.job_required)
@@ -277,35 +273,24 @@ def trim_replicas(p: Problem, a: Assignment, target: np.ndarray) -> Assignment:
     return Assignment(a.job_level, a.job_place, svc_place, a.miners) if trimmed else a
 
 
-def _exact(p: Problem, limit_s: float):
-    """The single-interval MILP's plan of `p` within `limit_s` (no plan when it finds none)."""
+def _exact(p: Problem, limit_s: float, start: Optional[Assignment] = None):
+    """The single-interval MILP's plan of `p` within `limit_s`, from `start` if given (no plan
+    when it finds none)."""
     from .milp import solve_milp
-    from .solve import SolveResult
 
     try:
-        return solve_milp(p, SolveOptions(time_limit_s=limit_s, gap=1e-4, explain_infeasible=False))
+        return solve_milp(p, SolveOptions(time_limit_s=max(0.05, limit_s), gap=1e-4, warm_start=start,
+                                          explain_infeasible=False))
     except TimeoutError:
         return SolveResult(None, "milp", "infeasible", limit_s)
 
 
 def _polish(p: Problem, a: Assignment, limit_s: float):
     """The better of `a` and the single-interval MILP started from it within `limit_s`."""
-    from .milp import solve_milp
-    from .solve import SolveResult
-
-    kept = SolveResult(a, "heuristic", "feasible", 0.0)
-    try:
-        m = solve_milp(p, SolveOptions(time_limit_s=max(0.05, limit_s), gap=1e-4, warm_start=a,
-                                       explain_infeasible=False))
-    except TimeoutError:
-        return kept
+    m = _exact(p, limit_s, a)
     if m.assignment is not None and evaluate(p, m.assignment).objective_usd > evaluate(p, a).objective_usd + 1e-9:
         return m
-    return kept
-
-
-def _replace(p: Problem, **changes) -> Problem:
-    return dataclasses.replace(p, **changes)
+    return SolveResult(a, "heuristic", "feasible", 0.0)
 
 
 __all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor", "trim_replicas"]
