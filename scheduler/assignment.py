@@ -64,7 +64,7 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
             g = p.rack_model[k]
             busy[k] += n
             busy_kw[k] += n * p.gpu_busy_kw[g, level]
-        usd = p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, level]
+        usd = p.job_usd_per_h(j, g, level)
         train_usd += usd
         site_rate[p.rack_site[k]] += usd
     for i, place in enumerate(a.svc_place):
@@ -73,7 +73,7 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
             g = p.rack_model[k]
             busy[k] += r * gpr
             busy_kw[k] += r * gpr * p.gpu_busy_kw[g, level]
-            rps = r * p.svc_replica_rps[i, g] * p.gpu_perf[g, level]
+            rps = r * p.replica_rps(i, g, level)
             capacity[i] += rps
             site_cap[i, p.rack_site[k]] += rps
     miner_kw = np.zeros(K)

@@ -164,8 +164,8 @@ class _HorizonModel:
                         continue
                     g = int(prob.domain_model[d])
                     # revenue moves from the schedule to the earned work
-                    self.obj[v] -= hrs * prob.job_gpus[j] * prob.job_value_per_gpu_h[j, g] * prob.gpu_perf[g, c]
-                    by_model[g].append((v, float(prob.job_gpus[j] * prob.gpu_perf[g, c] * hrs)))
+                    self.obj[v] -= hrs * prob.job_usd_per_h(j, g, c)
+                    by_model[g].append((v, prob.job_gpu_h_per_h(j, g, c) * hrs))
                     if R <= 1e-6:
                         v.upBound = 0
                 delivered = []

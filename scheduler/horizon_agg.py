@@ -253,9 +253,9 @@ class AggregatedHorizon:
                 # the job cannot be complete before it could have delivered its work at full
                 # speed: z is 0 there (without this the relaxation forgives the move cost of any
                 # stop in proportion to the share of the work done so far)
-                top = max(float(np.max(p0.gpu_perf[g, :int(p0.gpu_n_levels[g])]))
-                          for g in range(len(p0.gpu_model_ids)) if not np.isnan(p0.job_value_per_gpu_h[j, g]))
-                most = np.concatenate([[0.0], np.cumsum(h.hours)]) * float(p0.job_gpus[j]) * top
+                fastest = max(p0.job_gpu_h_per_h(j, g, c) for g in range(len(p0.gpu_model_ids))
+                              if not np.isnan(p0.job_value_per_gpu_h[j, g]) for c in range(int(p0.gpu_n_levels[g])))
+                most = np.concatenate([[0.0], np.cumsum(h.hours)]) * fastest
                 R = float(h.remaining_gpu_h[j])
                 for p in range(1, P + 1):
                     possible = most[p] >= R - work_tol_gpu_h(R)
@@ -291,7 +291,7 @@ class AggregatedHorizon:
                 for c in range(int(prob.job_min_level[j, g]), int(prob.gpu_n_levels[g])):
                     if prob.job_gpus[j] > self._level_room(prob, d, c):
                         continue      # the domain's racks cannot hold all its GPUs at this cap
-                    rev = 0.0 if self.tracked[j] else hrs * prob.job_gpus[j] * prob.job_value_per_gpu_h[j, g] * prob.gpu_perf[g, c]
+                    rev = 0.0 if self.tracked[j] else hrs * prob.job_usd_per_h(j, g, c)
                     key = (p // self.block, j, d, c)
                     if key in self._xcol:
                         v = self._xcol[key]
@@ -316,7 +316,7 @@ class AggregatedHorizon:
                     terms = [(e, 1.0)]
                     for v, d, c in job_x:
                         if int(prob.domain_model[d]) == g:
-                            terms.append((v, -hrs * prob.job_gpus[j] * prob.gpu_perf[g, c]))
+                            terms.append((v, -hrs * prob.job_gpu_h_per_h(j, g, c)))
                     m.row(terms, hi=0)
                     cols.append(e)
                 self.earned[p, j] = cols
@@ -341,7 +341,7 @@ class AggregatedHorizon:
                     per = units_within(gg.count // gpr, gg.room_kw, kw)
                     v = m.col(0, per * n, -price_kw[gg.site] * gg.factor * kw)
                     self.r_of[p, i, gi].append(v)
-                    cap_terms[i].append((v, float(prob.svc_replica_rps[i, g] * prob.gpu_perf[g, c])))
+                    cap_terms[i].append((v, prob.replica_rps(i, g, c)))
                     busy.append((v, float(gpr)))
                     power.append((v, kw))
             if busy:

@@ -96,7 +96,7 @@ def job_rate_usd_per_h(p: Problem, a: Assignment, j: int) -> float:
     if c < 0 or not a.job_place[j]:
         return 0.0
     g = p.rack_model[next(iter(a.job_place[j]))]
-    return float(p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c])
+    return p.job_usd_per_h(j, g, c)
 
 
 def job_work_gpu_h(p: Problem, a: Assignment, j: int) -> float:
@@ -105,7 +105,7 @@ def job_work_gpu_h(p: Problem, a: Assignment, j: int) -> float:
     if c < 0 or not a.job_place[j]:
         return 0.0
     g = p.rack_model[next(iter(a.job_place[j]))]
-    return float(p.job_gpus[j] * p.gpu_perf[g, c] * p.interval_h)
+    return p.job_gpu_h_per_h(j, g, c) * float(p.interval_h)
 
 
 @dataclass

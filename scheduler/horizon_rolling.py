@@ -257,7 +257,7 @@ def trim_replicas(p: Problem, a: Assignment, target: np.ndarray) -> Assignment:
         gpr = int(p.svc_gpus_per_replica[i])
 
         def rps(k: int, c: int) -> float:
-            return float(p.svc_replica_rps[i, p.rack_model[k]] * p.gpu_perf[p.rack_model[k], c])
+            return p.replica_rps(i, p.rack_model[k], c)
 
         spare = sum(r * rps(k, c) for (k, c), r in place.items()) - float(p.svc_demand_rps[i])
         for k, c in sorted(place, key=lambda kc: -gpr * float(p.gpu_busy_kw[p.rack_model[kc[0]], kc[1]])

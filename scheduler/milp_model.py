@@ -209,7 +209,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 w[j, d, c] = var(f"{tag}w_{j}_{d}_{c}", cat=pulp.LpBinary)
                 job_levels_by_domain[d].add(c)
                 if not explain:
-                    obj[w[j, d, c]] += h * p.job_gpus[j] * p.job_value_per_gpu_h[j, g] * p.gpu_perf[g, c]
+                    obj[w[j, d, c]] += h * p.job_usd_per_h(j, g, c)
         mine = [v for (jj, _, _), v in w.items() if jj == j]
         if p.job_required[j]:
             if not mine:
@@ -264,7 +264,7 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
                 per = gpr * p.gpu_busy_kw[g, c]
                 ub = units_within(u.count // gpr, room, per) * n_racks
                 u.r[i, c] = var(f"{tag}r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
-                capacity_terms[i].append((u.r[i, c], p.svc_replica_rps[i, g] * p.gpu_perf[g, c]))
+                capacity_terms[i].append((u.r[i, c], p.replica_rps(i, g, c)))
         busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]
         power = [(v, p.gpu_busy_kw[g, c]) for c, v in u.t.items()] + [
             (v, p.svc_gpus_per_replica[i] * p.gpu_busy_kw[g, c]) for (i, c), v in u.r.items()]

@@ -161,6 +161,18 @@ class Problem:
                     and self.domain_gpus[d] >= self.job_gpus[j]
                     and self.job_min_level[j, g] < self.gpu_n_levels[g])
 
+    def job_usd_per_h(self, j: int, g: int, c: int) -> float:
+        """SPEC 4: what training job j earns per hour on GPU model g at cap level c."""
+        return float(self.job_gpus[j] * self.job_value_per_gpu_h[j, g] * self.gpu_perf[g, c])
+
+    def job_gpu_h_per_h(self, j: int, g: int, c: int) -> float:
+        """SPEC 6: the work (GPU-hours at perf 1.0) job j delivers per hour on model g at level c."""
+        return float(self.job_gpus[j] * self.gpu_perf[g, c])
+
+    def replica_rps(self, i: int, g: int, c: int) -> float:
+        """SPEC 4: the requests per second one replica of service i serves on model g at level c."""
+        return float(self.svc_replica_rps[i, g] * self.gpu_perf[g, c])
+
     def svc_rack_ok(self, i: int, k: int) -> bool:
         """Can service i place replicas on rack k?"""
         if self.rack_kind[k] != GPU:
