@@ -41,6 +41,7 @@ from typing import Optional
 
 import highspy
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .assignment import Assignment
 from .horizon_core import Horizon, HorizonResult, WorkState, evaluate_horizon, feasible_plans, work_tol_gpu_h
@@ -709,44 +710,8 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
 
 
 def _assignment_min_cost(cost: np.ndarray) -> list[int]:
-    """Hungarian algorithm (square matrix): col[r] for each row r, minimising the total cost."""
-    n = cost.shape[0]
-    u, v = np.zeros(n + 1), np.zeros(n + 1)
-    match = np.zeros(n + 1, dtype=np.int64)      # match[col] = row (1-based; 0 = free)
-    way = np.zeros(n + 1, dtype=np.int64)
-    for r in range(1, n + 1):
-        match[0] = r
-        c0 = 0
-        minv = np.full(n + 1, INF)
-        used = np.zeros(n + 1, dtype=bool)
-        while True:
-            used[c0] = True
-            r0 = match[c0]
-            delta, c1 = INF, 0
-            for c in range(1, n + 1):
-                if not used[c]:
-                    cur = cost[r0 - 1, c - 1] - u[r0] - v[c]
-                    if cur < minv[c]:
-                        minv[c], way[c] = cur, c0
-                    if minv[c] < delta:
-                        delta, c1 = minv[c], c
-            for c in range(n + 1):
-                if used[c]:
-                    u[match[c]] += delta
-                    v[c] -= delta
-                else:
-                    minv[c] -= delta
-            c0 = c1
-            if match[c0] == 0:
-                break
-        while c0:
-            c1 = way[c0]
-            match[c0] = match[c1]
-            c0 = c1
-    out = [0] * n
-    for c in range(1, n + 1):
-        out[match[c] - 1] = c - 1
-    return out
+    """The column of each row in a minimum-cost assignment of a square cost matrix."""
+    return linear_sum_assignment(cost)[1].tolist()
 
 
 def stick_replicas(h: Horizon, assignments: list[Assignment]) -> list[Assignment]:
