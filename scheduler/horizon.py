@@ -127,11 +127,9 @@ class _HorizonModel:
     def _full_rack_levels(p: Problem, d: int) -> set[int]:
         """Cap levels at which every rack of domain d can hold all its GPUs busy: a job can
         change between them without changing its GPUs per rack."""
-        g = int(p.domain_model[d])
         racks = p.domain_rack_list(d)
-        return {c for c in range(int(p.gpu_n_levels[g]))
-                if np.all(p.rack_base_kw[racks] + p.rack_count[racks] * p.gpu_busy_kw[g, c]
-                          <= p.rack_limit_kw[racks] + 1e-9)}
+        return {c for c in range(int(p.gpu_n_levels[int(p.domain_model[d])]))
+                if all(p.rack_holds(k, c) == p.rack_count[k] for k in racks)}
 
     def _group_key(self, p: Problem, d: int, c: int):
         return ("keep", d) if c in self._full_rack_levels(p, d) else ("level", d, c)

@@ -401,9 +401,7 @@ class AggregatedHorizon:
     @staticmethod
     def _level_room(prob: Problem, d: int, c: int) -> int:
         """GPUs domain d can run at cap level c within its racks' power limits."""
-        kw = float(prob.gpu_busy_kw[int(prob.domain_model[d]), c])
-        return sum(units_within(prob.rack_count[k], float(prob.rack_limit_kw[k] - prob.rack_base_kw[k]), kw)
-                   for k in prob.domain_rack_list(d))
+        return sum(prob.rack_holds(k, c) for k in prob.domain_rack_list(d))
 
     def _cliques(self, gpus: int, jobs: dict[int, tuple[int, list[int]]]):
         """Jobs that cannot share a domain of `gpus` GPUs (together they need more): at most one
@@ -492,8 +490,7 @@ class AggregatedHorizon:
                 g0 = int(p0.domain_model[d0])
                 run = p0.job_running(j)
                 stay = [self.x[0, j, d0, c] for c in range(int(p0.gpu_n_levels[g0])) if (0, j, d0, c) in self.x
-                        and all(n <= units_within(int(p0.rack_count[k]), float(p0.rack_limit_kw[k] - p0.rack_base_kw[k]),
-                                                  float(p0.gpu_busy_kw[g0, c])) for k, n in run.items())]
+                        and all(n <= p0.rack_holds(k, c) for k, n in run.items())]
                 mv = m.col(0, INF, -cost)
                 m.row([(mv, 1.0)] + [(v, 1.0) for v in stay], lo=1.0)
             for p in range(1, P):

@@ -173,6 +173,11 @@ class Problem:
         """SPEC 4: the requests per second one replica of service i serves on model g at level c."""
         return float(self.svc_replica_rps[i, g] * self.gpu_perf[g, c])
 
+    def rack_holds(self, k: int, c: int) -> int:
+        """How many GPUs GPU rack k can run busy at cap level c within its power limit."""
+        return units_within(self.rack_count[k], float(self.rack_limit_kw[k] - self.rack_base_kw[k]),
+                            float(self.gpu_busy_kw[self.rack_model[k], c]))
+
     def svc_rack_ok(self, i: int, k: int) -> bool:
         """Can service i place replicas on rack k?"""
         if self.rack_kind[k] != GPU:
