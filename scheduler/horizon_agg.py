@@ -16,6 +16,9 @@ aggregates what only matters within a period:
 - inference replica moves are counted per rack group (|sum of changes| <= sum of |changes|);
   a job pays its move cost when it leaves a domain it ran in unless its work completed in the
   period before (it cannot be complete before it could have done all of it at full speed);
+- a job running now at a placement some rack cannot hold at a higher cap has moved by the
+  first period it runs at that cap in its domain (a level change within a domain is otherwise
+  free here);
 - lateness is bounded below by the work left at the deadline over the job's full-speed rate
   (a job delivers at most `gpus` GPU-hours per hour), or the whole overrun when it never
   completes.
@@ -229,7 +232,9 @@ class AggregatedHorizon:
 
     def __init__(self, h: Horizon, block: int = 1, stop_rows: bool = True):
         self.h = h
-        self.block = block          # periods that share one training decision (1: exact model)
+        self.block = block          # periods that share one training decision (1: exact model),
+                                    # or each period's block (a sequence, consecutive periods)
+        self.block_of = [p // block for p in range(h.n_periods)] if isinstance(block, int) else list(block)
         self.stop_rows = stop_rows  # the 'one free stop per job' rows (tighter bound; the coarse
                                     # search finds better schedules on wa-48h without them)
         self._xcol: dict[tuple[int, int, int, int], int] = {}
@@ -293,7 +298,7 @@ class AggregatedHorizon:
                     if prob.job_gpus[j] > self._level_room(prob, d, c):
                         continue      # the domain's racks cannot hold all its GPUs at this cap
                     rev = 0.0 if self.tracked[j] else hrs * prob.job_usd_per_h(j, g, c)
-                    key = (p // self.block, j, d, c)
+                    key = (self.block_of[p], j, d, c)
                     if key in self._xcol:
                         v = self._xcol[key]
                         m.cost[v] += rev
@@ -484,15 +489,18 @@ class AggregatedHorizon:
             # completion, so every other stop (or change of domain) pays: sum(moves) >= stops - 1
             count_stops = self.stop_rows and self.tracked[j]
             paid, stops = [], []
+            repacked: list[list[int]] = []     # per period: its columns in d0 at caps its racks cannot hold
             if d0 >= 0:
                 # it stays free only in d0 at a cap at which every rack still holds the GPUs it
                 # runs there now (else its GPUs per rack change: a move); never forgiven (no z)
                 g0 = int(p0.domain_model[d0])
                 run = p0.job_running(j)
-                stay = [self.x[0, j, d0, c] for c in range(int(p0.gpu_n_levels[g0])) if (0, j, d0, c) in self.x
-                        and all(n <= p0.rack_holds(k, c) for k, n in run.items())]
-                mv = m.col(0, INF, -cost)
-                m.row([(mv, 1.0)] + [(v, 1.0) for v in stay], lo=1.0)
+                fits = [all(n <= p0.rack_holds(k, c) for k, n in run.items()) for c in range(int(p0.gpu_n_levels[g0]))]
+                stay = [self.x[0, j, d0, c] for c in range(int(p0.gpu_n_levels[g0])) if (0, j, d0, c) in self.x and fits[c]]
+                repacked = [[self.x[p, j, d0, c] for c in range(len(fits)) if not fits[c] and (p, j, d0, c) in self.x]
+                            for p in range(P)]
+                mv0 = m.col(0, INF, -cost)
+                m.row([(mv0, 1.0)] + [(v, 1.0) for v in stay], lo=1.0)
             for p in range(1, P):
                 mv = m.col(0, INF, -cost)
                 paid.append(mv)
@@ -508,6 +516,17 @@ class AggregatedHorizon:
                     m.row([(mv, 1.0)] + left + done, lo=0.0)
             if count_stops:
                 m.row([(v, 1.0) for v in paid] + [(v, -1.0) for v in stops], lo=-1.0)
+            if any(repacked):
+                # a cap its racks cannot hold in d0 means its placement has changed by then: at
+                # least one move was paid in a period up to that one (a level change within a
+                # domain costs nothing on its own in this model)
+                moved = None
+                for p, mv in enumerate([mv0] + paid):
+                    c = m.col(0, INF)
+                    m.row([(c, 1.0), (mv, -1.0)] + ([] if moved is None else [(moved, -1.0)]), lo=0.0, hi=0.0)
+                    moved = c
+                    if repacked[p]:
+                        m.row([(moved, 1.0)] + [(v, -1.0) for v in repacked[p]], lo=0.0)
         for i in range(len(p0.svc_ids)):
             cost = float(p0.svc_move_cost_usd[i])
             if cost <= 0:
@@ -588,6 +607,7 @@ POLISH_RESERVE_S = 38.0    # what the MILPs leave for disaggregating and polishi
                            # the 18 MW site take ~35 s with an even share of MILP polish each)
 SEQUENTIAL_SHARE = 0.35    # on one core: coarse MILP, then polish, then the bound (the last 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
+RINS_RESERVE_S = 30.0     # of the search, for the full model's LP and the RINS search from the coarse plan
 PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
 
 
@@ -618,14 +638,57 @@ def _solve_full(m: LinearModel, time_limit_s: float, start: Optional[tuple[np.nd
                       np.array(hs.getSolution().col_value) if found else None)
 
 
+def _rins(full: AggregatedHorizon, binaries: dict[int, float], time_limit_s: float):
+    """RINS on the full-resolution model from a coarse schedule (`binaries`: full column ->
+    value): the binaries on which the schedule and the model's LP relaxation agree (within 0.5)
+    are fixed and HiGHS searches the rest from the schedule. Returns (the schedule's objective in
+    the full model, the best objective, its values), or None when time runs out first."""
+    t0 = time.perf_counter()
+    m = full.m
+    ints = np.nonzero(m.integer)[0].astype(np.int32)
+    x = np.zeros(m.n_cols)
+    for c, v in binaries.items():
+        x[c] = round(v)
+    lp = m.highs(relax=True)
+    lp.setOptionValue("time_limit", max(1.0, time_limit_s / 2))
+    lp.run()
+    if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    relaxed = np.array(lp.getSolution().col_value)
+    # the schedule's continuous values: the LP with its binaries fixed
+    lp.changeColsBounds(len(ints), ints, x[ints], x[ints])
+    lp.run()
+    if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    start = highspy.HighsSolution()
+    start.col_value = lp.getSolution().col_value
+    start.value_valid = True
+    base = float(lp.getInfo().objective_function_value)
+    left = time_limit_s - (time.perf_counter() - t0)
+    if left < 2.0:
+        return base, base, np.array(start.col_value)
+    agree = ints[np.abs(relaxed[ints] - x[ints]) < 0.5]
+    hs = m.highs()
+    hs.changeColsBounds(len(agree), agree, x[agree], x[agree])
+    hs.setSolution(start)
+    hs.setOptionValue("time_limit", left)
+    hs.setOptionValue("mip_rel_gap", 1e-4)
+    hs.setOptionValue("mip_heuristic_effort", 0.3)
+    hs.run()
+    if hs.getInfo().primal_solution_status != 2 or hs.getInfo().objective_function_value < base:
+        return base, base, np.array(start.col_value)
+    return base, float(hs.getInfo().objective_function_value), np.array(hs.getSolution().col_value)
+
+
 def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                              start: Optional[HorizonResult] = None) -> HorizonResult:
     """Plan a long horizon with the aggregated MILP (see the module docstring):
     1. the rolling horizon gives a first exact plan and the MIP start;
     2. two searches run side by side until only the time the polish needs is left: HiGHS on a
        coarse copy of the aggregated model, in which consecutive periods (about an hour) share
-       their training decisions, and, in a second process, HiGHS on the full-resolution model,
-       which also proves the upper bound (its dual bound);
+       their training decisions, then RINS on the full-resolution model from the coarse
+       schedule (`_rins`, the last RINS_RESERVE_S); and, in a second process, HiGHS on the
+       full-resolution model, which also proves the upper bound (its dual bound);
     3. the better schedule of the two is disaggregated into an exact plan by the rolling horizon
        restricted to it, each period polished by the single-interval MILP in the time left.
     On one core (or for small models) the coarse search, the polish and then the bound on the
@@ -657,6 +720,9 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
             idx, val = coarse.start_from(start.assignments)
             hs.setSolution(len(idx), idx, val)
         limit = (search_s if parallel else SEQUENTIAL_SHARE * budget) - (time.perf_counter() - t0)
+        rins = parallel and coarse is not full
+        if rins:
+            limit -= RINS_RESERVE_S
         hs.setOptionValue("time_limit", max(1.0, limit))
         hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
         hs.setOptionValue("mip_heuristic_effort", 0.3)
@@ -667,6 +733,12 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
             vals = np.array(hs.getSolution().col_value)
             best = (obj, coarse.schedule(vals), coarse.replicas(vals), "coarse")
             extra["coarse_objective_usd"] = obj
+            if rins:
+                got = _rins(full, {full.x[k]: vals[v] for k, v in coarse.x.items()}
+                            | {full.z[k]: vals[v] for k, v in coarse.z.items()}, t0 + search_s - time.perf_counter())
+                if got is not None:
+                    extra["rins_from_usd"], extra["rins_objective_usd"] = got[0], got[1]
+                    best = (got[1], full.schedule(got[2]), full.replicas(got[2]), "rins")
         if future is not None:
             try:
                 got = future.result(timeout=max(5.0, deadline - POLISH_RESERVE_S / 2 - time.perf_counter()))
@@ -704,6 +776,28 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     status = "optimal" if gap is not None and gap <= (opts.gap or 0.0) + 1e-9 else "feasible"
     return HorizonResult(asg, "milp-aggregated", status, seconds, backend="highs", bound_usd=bound, gap=gap,
                          extra=extra)
+
+
+def price_blocks(h: Horizon, n_blocks: int) -> list[int]:
+    """Each period's block when consecutive periods are merged into `n_blocks` blocks of similar
+    energy price (Ward's rule on the mean site price: the merge that adds the least squared
+    deviation, weighted by hours, goes first), so the coarse model's shared training decisions
+    split where the price moves - a spike keeps blocks of its own."""
+    price = np.array([float(np.mean(pr.site_price_usd_per_mwh)) for pr in h.problems])
+    segs = [[float(h.hours[p]), float(h.hours[p] * price[p]), p] for p in range(h.n_periods)]   # [hours, hours*price, first]
+
+    def cost(a, b):      # added squared deviation when merging two segments
+        ma, mb = a[1] / a[0], b[1] / b[0]
+        return a[0] * b[0] / (a[0] + b[0]) * (ma - mb) ** 2
+
+    while len(segs) > max(1, n_blocks):
+        i = min(range(len(segs) - 1), key=lambda i: cost(segs[i], segs[i + 1]))
+        a, b = segs[i], segs.pop(i + 1)
+        segs[i] = [a[0] + b[0], a[1] + b[1], a[2]]
+    out, firsts = [], [s[2] for s in segs] + [h.n_periods]
+    for b in range(len(segs)):
+        out += [b] * (firsts[b + 1] - firsts[b])
+    return out
 
 
 def _assignment_min_cost(cost: np.ndarray) -> list[int]:
