@@ -232,9 +232,7 @@ class AggregatedHorizon:
 
     def __init__(self, h: Horizon, block: int = 1, stop_rows: bool = True):
         self.h = h
-        self.block = block          # periods that share one training decision (1: exact model),
-                                    # or each period's block (a sequence, consecutive periods)
-        self.block_of = [p // block for p in range(h.n_periods)] if isinstance(block, int) else list(block)
+        self.block = block          # periods that share one training decision (1: exact model)
         self.stop_rows = stop_rows  # the 'one free stop per job' rows (tighter bound; the coarse
                                     # search finds better schedules on wa-48h without them)
         self._xcol: dict[tuple[int, int, int, int], int] = {}
@@ -249,6 +247,9 @@ class AggregatedHorizon:
         self.x: dict[tuple[int, int, int, int], int] = {}      # (p, j, d, c)
         self.z: dict[tuple[int, int], int] = {}                # (p, j): work complete before p
         self.earned: dict[tuple[int, int], list[int]] = {}     # (p, j) -> work earned per GPU model
+        self.full_rate: dict[tuple[int, int], list[tuple[int, float]]] = {}   # (p, j) -> (x, GPU-h it earns)
+        self.bound_rows: list[tuple[list, float, float]] = []   # valid rows only the bound's copy gets
+        self.moves_of: dict[int, list[int]] = {}               # job -> its move columns (each costs one move)
         self.x_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)   # (p, j, d) -> x columns
         self.r_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)   # (p, service, group) -> replicas
         self.site_kw: list[dict[int, tuple[list, float]]] = []
@@ -298,7 +299,7 @@ class AggregatedHorizon:
                     if prob.job_gpus[j] > self._level_room(prob, d, c):
                         continue      # the domain's racks cannot hold all its GPUs at this cap
                     rev = 0.0 if self.tracked[j] else hrs * prob.job_usd_per_h(j, g, c)
-                    key = (self.block_of[p], j, d, c)
+                    key = (p // self.block, j, d, c)
                     if key in self._xcol:
                         v = self._xcol[key]
                         m.cost[v] += rev
@@ -326,6 +327,7 @@ class AggregatedHorizon:
                     m.row(terms, hi=0)
                     cols.append(e)
                 self.earned[p, j] = cols
+                self.full_rate[p, j] = [(v, hrs * prob.job_gpu_h_per_h(j, int(prob.domain_model[d]), c)) for v, d, c in job_x]
         # GPU groups: training GPUs per level, replicas per (service, level)
         dom_t: dict[tuple[int, int], list] = defaultdict(list)
         cap_terms: dict[int, list] = defaultdict(list)
@@ -463,6 +465,14 @@ class AggregatedHorizon:
                 m.row([(c, 1.0)] + prev + [(e, -1.0) for e in self.earned.get((p - 1, j), [])], lo=0.0, hi=0.0)
                 m.row([(self.z[p, j], R), (c, -1.0)], hi=0)
                 cum.append(c)
+                # a job that runs and is not complete by the end of the period earns its full rate
+                # there (only its completion period earns less). Valid, but only the bound's copy
+                # gets it: the coarse search and RINS do worse with it
+                rate = self.full_rate.get((p - 1, j), [])
+                if rate:
+                    top = max(a for _, a in rate)
+                    self.bound_rows.append(([(e, 1.0) for e in self.earned[p - 1, j]] + [(v, -a) for v, a in rate]
+                                            + [(self.z[p, j], top)], 0.0, INF))
             D, pen = float(h.deadline_h[j]), float(h.late_usd_per_h[j])
             if np.isnan(D) or pen <= 0 or D >= h.end_h:
                 continue
@@ -516,6 +526,7 @@ class AggregatedHorizon:
                     m.row([(mv, 1.0)] + left + done, lo=0.0)
             if count_stops:
                 m.row([(v, 1.0) for v in paid] + [(v, -1.0) for v in stops], lo=-1.0)
+            self.moves_of[j] = ([mv0] if d0 >= 0 else []) + paid
             if any(repacked):
                 # a cap its racks cannot hold in d0 means its placement has changed by then: at
                 # least one move was paid in a period up to that one (a level change within a
@@ -560,6 +571,16 @@ class AggregatedHorizon:
                 step = float(lim * h.hours[p])
                 terms = cur + [(v, -a) for v, a in prev]
                 m.row(terms, lo=-step - (cb - pb), hi=step - (cb - pb))
+
+    def bound_model(self) -> LinearModel:
+        """A copy of the model with `bound_rows` (a tighter relaxation, the same optimum)."""
+        b = LinearModel()
+        for name in ("lb", "ub", "cost", "integer", "rlo", "rhi", "rstart", "ridx", "rval"):
+            setattr(b, name, list(getattr(self.m, name)))
+        b.constant = self.m.constant
+        for terms, lo, hi in self.bound_rows:
+            b.row(terms, lo, hi)
+        return b
 
     # --- MIP start and solution -------------------------------------------------------------
     def start_from(self, assignments: list[Assignment]) -> tuple[np.ndarray, np.ndarray]:
@@ -607,6 +628,7 @@ POLISH_RESERVE_S = 38.0    # what the MILPs leave for disaggregating and polishi
                            # the 18 MW site take ~35 s with an even share of MILP polish each)
 SEQUENTIAL_SHARE = 0.35    # on one core: coarse MILP, then polish, then the bound (the last 30 %)
 COARSE_BINARIES = 4500     # training binaries the coarse model aims at (periods share decisions)
+BOUND_MARGIN_S = 6.0      # the bound's process stops this long before the budget ends
 RINS_RESERVE_S = 30.0     # of the search, for the full model's LP and the RINS search from the coarse plan
 PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (a process costs ~2 s)
 
@@ -682,6 +704,156 @@ def _rins(full: AggregatedHorizon, binaries: dict[int, float], time_limit_s: flo
     return base, float(hs.getInfo().objective_function_value), np.array(hs.getSolution().col_value)
 
 
+@dataclass
+class BranchObjects:
+    """What the bound's branch and bound branches on, in this order: each job's number of moves
+    up to a period (an integer in every optimal solution, nondecreasing in time: the whole
+    horizon first, then the middle of the stretch where it is fractional, which halves it),
+    each job's completion chain (z, monotone too: the middle of its fractional stretch) and the
+    training binaries. `moves`: per job, its move columns in period order and the USD a move
+    costs (which ranks candidates)."""
+    moves: list[tuple[list[int], float]]
+    chains: list[list[int]]
+    binaries: list[int]
+
+
+def branch_objects(agg: AggregatedHorizon) -> BranchObjects:
+    p0 = agg.h.problems[0]
+    moves = [(cols, float(p0.job_move_cost_usd[j])) for j, cols in sorted(agg.moves_of.items())]
+    chains = []
+    for j in range(len(p0.job_ids)):
+        chain = [agg.z[p, j] for p in range(1, agg.h.n_periods + 1) if (p, j) in agg.z]
+        if chain:
+            chains.append(chain)
+    return BranchObjects(moves, chains, sorted(set(agg.x.values())))
+
+
+def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _FullSolve:
+    """An upper bound on the model's optimum by best-first branch and bound on its LP
+    relaxation over `objs` until the time limit: the largest LP value of the open nodes (every
+    optimal solution lies in one of them). HiGHS's own search spends the first minute of this
+    model on cut rounds at the root (-$110 on wa-48h); branching on move counts goes further in
+    the same time, because the LP pays fractions of moves (a job 56% stopped through a price
+    spike) and, branch by branch, shifts a fractional stop a period later (hence the halving)."""
+    import heapq
+
+    t0 = time.perf_counter()
+    lp = m.highs(relax=True)
+    lp.setOptionValue("time_limit", max(1.0, time_limit_s))   # HiGHS counts every run of the object
+    lb0, ub0 = np.array(m.lb), np.array(m.ub)
+    prefix_row: dict[tuple[int, int], int] = {}        # (job, last period) -> row of its move count
+    touched_rows: set[int] = set()
+    touched_cols: set[int] = set()
+    tol = 1e-6
+
+    def row_of(j: int, q: int) -> int:
+        if (j, q) not in prefix_row:
+            cols = objs.moves[j][0][:q + 1]
+            lp.addRow(-INF, INF, len(cols), np.array(cols, dtype=np.int32), np.ones(len(cols)))
+            prefix_row[j, q] = lp.getNumRow() - 1
+        return prefix_row[j, q]
+
+    def solve(node: tuple[dict, dict]) -> Optional[np.ndarray]:
+        rows, cols = node
+        for r in touched_rows | set(rows):
+            lo, hi = rows.get(r, (-INF, INF))
+            lp.changeRowBounds(r, lo, hi)
+        for c in touched_cols | set(cols):
+            lo, hi = cols.get(c, (lb0[c], ub0[c]))
+            lp.changeColBounds(c, lo, hi)
+        touched_rows.update(rows)
+        touched_cols.update(cols)
+        lp.run()
+        status = lp.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return None
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise TimeoutError
+        return np.array(lp.getSolution().col_value)
+
+    def frac(v: float) -> float:
+        return min(v - math.floor(v), math.ceil(v) - v)
+
+    def pick(x: np.ndarray):
+        """('row', (job, period), value) or ('col', column, value) to branch on next; None
+        when every object is integral."""
+        best = (tol, None)
+        for j, (cols, w) in enumerate(objs.moves):
+            run = np.cumsum(x[cols])
+            if frac(run[-1]) * w > best[0]:
+                best = (frac(run[-1]) * w, ("row", (j, len(cols) - 1), float(run[-1])))
+        if best[1] is None:
+            for j, (cols, w) in enumerate(objs.moves):
+                run = np.cumsum(x[cols])
+                fr = [q for q in range(len(cols)) if frac(run[q]) > tol]
+                if fr and max(frac(run[q]) for q in fr) * w > best[0]:
+                    q = fr[len(fr) // 2]
+                    best = (max(frac(run[q]) for q in fr) * w, ("row", (j, q), float(run[q])))
+        if best[1] is not None:
+            return best[1]
+        for chain in objs.chains:
+            fr = [c for c in chain if frac(x[c]) > tol]
+            if fr:
+                c = fr[len(fr) // 2]
+                return "col", c, float(x[c])
+        fr = [(frac(x[c]), c) for c in objs.binaries if frac(x[c]) > tol]
+        if fr:
+            c = max(fr)[1]
+            return "col", c, float(x[c])
+        return None
+
+    try:
+        x = solve(({}, {}))
+    except TimeoutError:
+        return _FullSolve(None, None, None)
+    if x is None:
+        return _FullSolve(None, None, None)
+    heap = [(-float(lp.getInfo().objective_function_value), 0, ({}, {}), pick(x))]   # (-LP value, tie, node, branching)
+    n = 0
+    while heap and time.perf_counter() - t0 < time_limit_s:
+        negv, tie, node, what = heapq.heappop(heap)
+        if what is None:       # integral: the best open node is a solution, so optimal
+            try:
+                x = solve(node)
+            except TimeoutError:
+                return _FullSolve(-negv, None, None)
+            return _FullSolve(-negv, -negv, x) if x is not None else _FullSolve(-negv, None, None)
+        kind, key, v = what
+        children = []
+        try:
+            for lo, hi in ((-INF, math.floor(v)), (math.ceil(v), INF)):
+                rows, cols = dict(node[0]), dict(node[1])
+                if kind == "row":
+                    r = row_of(*key)
+                    plo, phi = rows.get(r, (-INF, INF))
+                    rows[r] = (max(lo, plo), min(hi, phi))
+                else:
+                    plo, phi = cols.get(key, (lb0[key], ub0[key]))
+                    cols[key] = (max(lo, plo), min(hi, phi))
+                got = solve((rows, cols))
+                if got is not None:
+                    children.append((float(lp.getInfo().objective_function_value), (rows, cols), pick(got)))
+        except TimeoutError:       # the node stays open whole
+            heapq.heappush(heap, (negv, tie, node, what))
+            break
+        if os.environ.get("WS_BB_DEBUG"):
+            print(f"{time.perf_counter() - t0:5.1f}s {kind} {key} at {v:.2f}: {[round(c[0], 1) for c in children]} open {len(heap) + len(children)}", flush=True)
+        for value, child, w in children:
+            n += 1
+            heapq.heappush(heap, (-min(value, -negv), n, child, w))
+    if not heap:
+        return _FullSolve(None, None, None)
+    return _FullSolve(-heap[0][0], None, None)
+
+
+def _result(future, timeout_s: float, extra: dict) -> Optional[_FullSolve]:
+    try:
+        return future.result(timeout=timeout_s)
+    except Exception as exc:     # the bound is optional; the plan stands on its own
+        extra["bound_error"] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
 def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                              start: Optional[HorizonResult] = None) -> HorizonResult:
     """Plan a long horizon with the aggregated MILP (see the module docstring):
@@ -703,19 +875,20 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     if start is None:
         start = solve_rolling(h, opts)
     full = AggregatedHorizon(h)
-    block = max(1, math.ceil(len(full._xcol) / COARSE_BINARIES))
-    coarse = AggregatedHorizon(h, block=block, stop_rows=False) if block > 1 else full
-    extra = {"periods": h.n_periods, "columns": full.m.n_cols, "rows": full.m.n_rows,
-             "block_periods": block, "coarse_binaries": int(sum(coarse.m.integer))}
     parallel = ((opts.threads or 2) > 1 and (os.cpu_count() or 1) > 1
                 and full.m.n_cols > PARALLEL_ABOVE_COLUMNS)
     pool = future = None
     bound = None
-    search_s = budget - POLISH_RESERVE_S      # both searches stop here (parallel)
+    search_s = budget - POLISH_RESERVE_S      # the search for a schedule stops here (parallel)
     if parallel:
+        # the bound needs no schedule: it runs on the second core until the plan is ready
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        full_start = full.start_from(start.assignments) if start.assignments is not None else None
-        future = pool.submit(_solve_full, full.m, search_s - (time.perf_counter() - t0) - 3.0, full_start, 0.3)
+        future = pool.submit(_branch_bound, full.bound_model(), branch_objects(full),
+                             budget - (time.perf_counter() - t0) - BOUND_MARGIN_S)
+    block = max(1, math.ceil(len(full._xcol) / COARSE_BINARIES))
+    coarse = AggregatedHorizon(h, block=block, stop_rows=False) if block > 1 else full
+    extra = {"periods": h.n_periods, "columns": full.m.n_cols, "rows": full.m.n_rows,
+             "block_periods": block, "coarse_binaries": int(sum(coarse.m.integer))}
     try:
         hs = coarse.m.highs()
         if start.assignments is not None:
@@ -741,16 +914,13 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                 if got is not None:
                     extra["rins_from_usd"], extra["rins_objective_usd"] = got[0], got[1]
                     best = (got[1], full.schedule(got[2]), full.replicas(got[2]), "rins")
-        if future is not None:
-            try:
-                got = future.result(timeout=max(5.0, deadline - POLISH_RESERVE_S / 2 - time.perf_counter()))
-                bound = got.bound
-                if got.objective is not None:
-                    extra["full_objective_usd"] = got.objective
-                    if best is None or got.objective > best[0] + 1e-6:
-                        best = (got.objective, full.schedule(got.values), full.replicas(got.values), "full")
-            except Exception as exc:     # the bound is optional; the plan stands on its own
-                extra["bound_error"] = f"{type(exc).__name__}: {exc}"
+        got = None
+        if future is not None and future.done():      # a small model: the bound may be its optimum
+            got = _result(future, 0.0, extra)
+            if got is not None and got.objective is not None and got.values is not None:
+                extra["full_objective_usd"] = got.objective
+                if best is None or got.objective > best[0] + 1e-6:
+                    best = (got.objective, full.schedule(got.values), full.replicas(got.values), "full")
         disaggregated = None
         if best is not None:
             extra["aggregated_objective_usd"], sched, reps, extra["schedule_from"] = best
@@ -759,6 +929,9 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
             if dis.assignments is not None:
                 disaggregated = stick_replicas(h, dis.assignments)
         cands = feasible_plans(h, [("aggregated", disaggregated), ("rolling", start.assignments)])
+        if future is not None:
+            got = got or _result(future, max(5.0, deadline - time.perf_counter()), extra)
+            bound = got.bound if got is not None else None
         if not parallel:
             bound = _solve_full(full.m, deadline - time.perf_counter() - 1.0).bound
     finally:
@@ -778,28 +951,6 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
     status = "optimal" if gap is not None and gap <= (opts.gap or 0.0) + 1e-9 else "feasible"
     return HorizonResult(asg, "milp-aggregated", status, seconds, backend="highs", bound_usd=bound, gap=gap,
                          extra=extra)
-
-
-def price_blocks(h: Horizon, n_blocks: int) -> list[int]:
-    """Each period's block when consecutive periods are merged into `n_blocks` blocks of similar
-    energy price (Ward's rule on the mean site price: the merge that adds the least squared
-    deviation, weighted by hours, goes first), so the coarse model's shared training decisions
-    split where the price moves - a spike keeps blocks of its own."""
-    price = np.array([float(np.mean(pr.site_price_usd_per_mwh)) for pr in h.problems])
-    segs = [[float(h.hours[p]), float(h.hours[p] * price[p]), p] for p in range(h.n_periods)]   # [hours, hours*price, first]
-
-    def cost(a, b):      # added squared deviation when merging two segments
-        ma, mb = a[1] / a[0], b[1] / b[0]
-        return a[0] * b[0] / (a[0] + b[0]) * (ma - mb) ** 2
-
-    while len(segs) > max(1, n_blocks):
-        i = min(range(len(segs) - 1), key=lambda i: cost(segs[i], segs[i + 1]))
-        a, b = segs[i], segs.pop(i + 1)
-        segs[i] = [a[0] + b[0], a[1] + b[1], a[2]]
-    out, firsts = [], [s[2] for s in segs] + [h.n_periods]
-    for b in range(len(segs)):
-        out += [b] * (firsts[b + 1] - firsts[b])
-    return out
 
 
 def _assignment_min_cost(cost: np.ndarray) -> list[int]:
