@@ -176,6 +176,32 @@ def test_rins_improves_a_schedule_within_the_full_model():
     assert verify_plan(sc, horizon_plan(h, dis)) == []
 
 
+@pytest.mark.parametrize("prices", PRICE_SETS)
+def test_branch_and_bound_gives_a_valid_bound_below_the_lp(prices):
+    # the bound's branch and bound (move counts, completion chains, binaries) on the model with
+    # its full-rate rows: never below the best plan the exact horizon MILP finds, never above
+    # the LP relaxation it starts from; these small models it solves to an integral node
+    sc = mixed(prices)
+    h = compile_horizon(sc)
+    agg = AggregatedHorizon(h)
+    relaxed = agg.m.highs(relax=True)
+    relaxed.run()
+    res = horizon_agg._branch_bound(agg.bound_model(), horizon_agg.branch_objects(agg), 30.0)
+    assert best_known(h) - 1e-6 <= res.bound <= relaxed.getInfo().objective_function_value + 1e-6
+    assert res.objective == pytest.approx(res.bound) and res.values is not None
+
+
+def test_branch_and_bound_keeps_the_best_open_node_when_time_runs_out():
+    # stopped after its root LP, the bound is that LP (an unfinished branching is never dropped)
+    h = compile_horizon(mixed([30, 900, 30, 200, 30]))
+    agg = AggregatedHorizon(h)
+    model = agg.bound_model()
+    relaxed = model.highs(relax=True)
+    relaxed.run()
+    res = horizon_agg._branch_bound(model, horizon_agg.branch_objects(agg), 1e-3)
+    assert res.bound is None or res.bound == pytest.approx(relaxed.getInfo().objective_function_value)
+
+
 def test_demand_response_window_and_ramp_hold():
     sc = tiny([40, 40, 40, 40], job={"remaining_gpu_h": 32}, grid=[20, 5, 5, 20], ramp=8.0)
     h = compile_horizon(sc)
