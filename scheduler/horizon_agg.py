@@ -24,7 +24,7 @@ aggregates what only matters within a period:
   completes.
 
 Every feasible SPEC 6 plan maps to a feasible point of this model with at least its
-objective, so the model's dual bound is a valid upper bound on the best horizon plan. Its
+objective, so a bound on the model's optimum is a valid upper bound on the best horizon plan. Its
 solution is disaggregated into an exact plan by the rolling horizon restricted to the chosen
 (job, GPU model, cap level) per period (`solve_rolling(schedule=...)`), with replicas kept
 on their twin racks between periods (`stick_replicas`); that plan is evaluated and verified
@@ -635,22 +635,17 @@ PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (
 
 @dataclass
 class _FullSolve:
-    """What HiGHS reached on the full-resolution model: its dual bound and its best solution."""
+    """What a search of the full-resolution model reached: its bound and its best solution."""
     bound: Optional[float]
     objective: Optional[float]
     values: Optional[np.ndarray]
 
 
-def _solve_full(m: LinearModel, time_limit_s: float, start: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                heuristic_effort: Optional[float] = None) -> _FullSolve:
-    """HiGHS on `m` within the time limit, from a MIP start (run in a second process)."""
+def _solve_full(m: LinearModel, time_limit_s: float) -> _FullSolve:
+    """HiGHS on `m` within the time limit (the bound on one core: small models)."""
     hs = m.highs()
-    if start is not None:
-        hs.setSolution(len(start[0]), start[0], start[1])
     hs.setOptionValue("time_limit", max(1.0, time_limit_s))
     hs.setOptionValue("mip_rel_gap", 0.0)
-    if heuristic_effort is not None:
-        hs.setOptionValue("mip_heuristic_effort", heuristic_effort)
     hs.run()
     info = hs.getInfo()
     b = info.mip_dual_bound
@@ -858,16 +853,18 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
                              start: Optional[HorizonResult] = None) -> HorizonResult:
     """Plan a long horizon with the aggregated MILP (see the module docstring):
     1. the rolling horizon gives a first exact plan and the MIP start;
-    2. two searches run side by side until only the time the polish needs is left: HiGHS on a
-       coarse copy of the aggregated model, in which consecutive periods (about an hour) share
-       their training decisions, then RINS on the full-resolution model from the coarse
-       schedule (`_rins`, the last RINS_RESERVE_S); and, in a second process, HiGHS on the
-       full-resolution model, which also proves the upper bound (its dual bound);
-    3. the better schedule of the two is disaggregated into an exact plan by the rolling horizon
-       restricted to it, each period polished by the single-interval MILP in the time left.
-    On one core (or for small models) the coarse search, the polish and then the bound on the
-    full model run one after the other. The better exact plan (this or the rolling one) is
-    returned with its gap to the bound."""
+    2. until only the time the polish needs is left, HiGHS searches a coarse copy of the
+       aggregated model, in which consecutive periods (about an hour) share their training
+       decisions, then RINS improves its schedule on the full-resolution model (`_rins`, the
+       last RINS_RESERVE_S);
+    3. that schedule is disaggregated into an exact plan by the rolling horizon restricted to
+       it, each period polished by the single-interval MILP in the time left.
+    Meanwhile a second process proves the upper bound on the full-resolution model by branch
+    and bound on its LP (`_branch_bound`) until just before the budget ends (a small model may
+    be solved there outright: its schedule is then used if better). On one core (or for small
+    models) the coarse search, the polish and then HiGHS on the full model for the bound run
+    one after the other. The better exact plan (this or the rolling one) is returned with its
+    gap to the bound."""
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
     budget = opts.time_limit_s if opts.time_limit_s else DEFAULT_BUDGET_S
