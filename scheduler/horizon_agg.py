@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import heapq
+import logging
 import math
 import multiprocessing
 import os
@@ -54,6 +56,7 @@ from .problem import GPU, Problem, units_within
 from .solve import SolveOptions, relative_gap
 
 INF = math.inf
+log = logging.getLogger("wattsched.horizon")
 
 
 class LinearModel:
@@ -573,7 +576,8 @@ class AggregatedHorizon:
                 m.row(terms, lo=-step - (cb - pb), hi=step - (cb - pb))
 
     def bound_model(self) -> LinearModel:
-        """A copy of the model with `bound_rows` (a tighter relaxation, the same optimum)."""
+        """A copy of the model with `bound_rows`: a tighter relaxation (every SPEC 6 plan still maps
+        into it), for the bound only."""
         b = LinearModel()
         for name in ("lb", "ub", "cost", "integer", "rlo", "rhi", "rstart", "ridx", "rval"):
             setattr(b, name, list(getattr(self.m, name)))
@@ -713,6 +717,7 @@ class BranchObjects:
 
 
 def branch_objects(agg: AggregatedHorizon) -> BranchObjects:
+    """The branching objects of `agg`'s model (see `BranchObjects`)."""
     p0 = agg.h.problems[0]
     moves = [(cols, float(p0.job_move_cost_usd[j])) for j, cols in sorted(agg.moves_of.items())]
     chains = []
@@ -730,8 +735,6 @@ def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _
     model on cut rounds at the root (-$110 on wa-48h); branching on move counts goes further in
     the same time, because the LP pays fractions of moves (a job 56% stopped through a price
     spike) and, branch by branch, shifts a fractional stop a period later (hence the halving)."""
-    import heapq
-
     t0 = time.perf_counter()
     lp = m.highs(relax=True)
     lp.setOptionValue("time_limit", max(1.0, time_limit_s))   # HiGHS counts every run of the object
@@ -831,8 +834,8 @@ def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _
         except TimeoutError:       # the node stays open whole
             heapq.heappush(heap, (negv, tie, node, what))
             break
-        if os.environ.get("WS_BB_DEBUG"):
-            print(f"{time.perf_counter() - t0:5.1f}s {kind} {key} at {v:.2f}: {[round(c[0], 1) for c in children]} open {len(heap) + len(children)}", flush=True)
+        log.debug("bound %.1f s: %s %s at %.2f -> %s, %d open", time.perf_counter() - t0, kind, key, v,
+                  [round(c[0], 1) for c in children], len(heap) + len(children))
         for value, child, w in children:
             n += 1
             heapq.heappush(heap, (-min(value, -negv), n, child, w))
@@ -930,7 +933,7 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
             got = got or _result(future, max(5.0, deadline - time.perf_counter()), extra)
             bound = got.bound if got is not None else None
         if not parallel:
-            bound = _solve_full(full.m, deadline - time.perf_counter() - 1.0).bound
+            bound = _solve_full(full.bound_model(), deadline - time.perf_counter() - 1.0).bound
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
