@@ -609,6 +609,14 @@ class AggregatedHorizon:
             values[v] = 1.0 if done and not runs[p, j] else 0.0
         return np.array(list(values), dtype=np.int32), np.array(list(values.values()), dtype=np.float64)
 
+    def site_kw_of(self, values: np.ndarray) -> np.ndarray:
+        """f8[P, S]: each site's power per period in a solution."""
+        out = np.zeros((self.h.n_periods, len(self.site_kw[0])))
+        for p, sites in enumerate(self.site_kw):
+            for s, (terms, base) in sites.items():
+                out[p, s] = base + sum(a * float(values[c]) for c, a in terms)
+        return out
+
     def replicas(self, values: np.ndarray) -> np.ndarray:
         """f8[P, I, M]: replicas per period, service and GPU model (summed over rack groups and
         levels)."""
@@ -906,26 +914,27 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         if hs.getInfo().primal_solution_status == 2:
             obj = float(hs.getInfo().objective_function_value)
             vals = np.array(hs.getSolution().col_value)
-            best = (obj, coarse.schedule(vals), coarse.replicas(vals), "coarse")
+            best = (obj, coarse.schedule(vals), coarse.replicas(vals), coarse.site_kw_of(vals), "coarse")
             extra["coarse_objective_usd"] = obj
             if rins:
                 got = _rins(full, {full.x[k]: vals[v] for k, v in coarse.x.items()}
                             | {full.z[k]: vals[v] for k, v in coarse.z.items()}, t0 + search_s - time.perf_counter())
                 if got is not None:
                     extra["rins_from_usd"], extra["rins_objective_usd"] = got[0], got[1]
-                    best = (got[1], full.schedule(got[2]), full.replicas(got[2]), "rins")
+                    best = (got[1], full.schedule(got[2]), full.replicas(got[2]), full.site_kw_of(got[2]), "rins")
         got = None
         if future is not None and future.done():      # a small model: the bound may be its optimum
             got = _result(future, 0.0, extra)
             if got is not None and got.objective is not None and got.values is not None:
                 extra["full_objective_usd"] = got.objective
                 if best is None or got.objective > best[0] + 1e-6:
-                    best = (got.objective, full.schedule(got.values), full.replicas(got.values), "full")
+                    best = (got.objective, full.schedule(got.values), full.replicas(got.values),
+                            full.site_kw_of(got.values), "full")
         disaggregated = None
         if best is not None:
-            extra["aggregated_objective_usd"], sched, reps, extra["schedule_from"] = best
+            extra["aggregated_objective_usd"], sched, reps, kw, extra["schedule_from"] = best
             left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 5.0
-            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched, replicas=reps)
+            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched, replicas=reps, site_kw=kw)
             if dis.assignments is not None:
                 disaggregated = stick_replicas(h, dis.assignments)
         cands = feasible_plans(h, [("aggregated", disaggregated), ("rolling", start.assignments)])

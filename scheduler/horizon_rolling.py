@@ -23,12 +23,24 @@ POLISH_MIN_S = 0.1   # the shortest MILP polish of a period (an even share of th
 EXACT_LIMIT_S = 2.0  # the longest the MILP may search for a packing of a schedule's period
 
 
-def ramp_ceiling_kw(h: Horizon) -> np.ndarray:
+TARGET_MARGIN = 0.02  # a followed schedule's site power may exceed the model's by this share of the limit
+
+
+def ramp_ceiling_kw(h: Horizon, targets: Optional[np.ndarray] = None) -> np.ndarray:
     """f8[P,S]: the most each site may draw in period p so that every later grid limit can
-    still be reached by ramping down at `max_ramp_kw_per_h`."""
+    still be reached by ramping down at `max_ramp_kw_per_h`. With `targets` (f8[P,S], the site
+    power the horizon MILP planned for a schedule), each period is also held to its target plus
+    TARGET_MARGIN of the limit, so a planned descent (before a price spike, say) starts when
+    the plan starts it: a period planned alone sees no reason to shed load ahead of time, and
+    the ramp then lets it come down only 2 MW per period, too late."""
     P = h.n_periods
     cap = np.array([pr.site_grid_limit_kw for pr in h.problems], dtype=np.float64)
     ramp = np.where(np.isnan(h.ramp_kw_per_h), np.inf, h.ramp_kw_per_h)
+    if targets is not None:
+        cap = np.minimum(cap, targets + TARGET_MARGIN * cap)
+        # targets may descend at the full ramp: a slightly slower descent leaves each period a
+        # band between the ramp's floor and its ceiling that whole miners can fill
+        ramp = ramp * (1.0 - TARGET_MARGIN)
     for p in range(P - 2, -1, -1):
         cap[p] = np.minimum(cap[p], cap[p + 1] + ramp * h.hours[p + 1])
     return cap
@@ -163,7 +175,7 @@ def follow_schedule(h: Horizon, p: int, work: WorkState, chosen: dict[int, tuple
 
 def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: float = 0.0,
                   schedule: Optional[list[dict[int, tuple[int, int]]]] = None,
-                  replicas: Optional[np.ndarray] = None) -> HorizonResult:
+                  replicas: Optional[np.ndarray] = None, site_kw: Optional[np.ndarray] = None) -> HorizonResult:
     """Plan the periods in order with the kernels (status `feasible`). With `polish_s`, each
     period's kernel plan is also handed to the single-interval MILP as a MIP start, with an
     equal share of `polish_s` as its time limit, and the better plan of the period is kept.
@@ -173,13 +185,14 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
     aggregated model's replicas per period, service and GPU model), a service starts no replica
     on a GPU model that runs none of it and that the schedule gives none, and a service that runs
     more replicas than the schedule and more capacity than its demand stops its least efficient
-    spare replicas (see `trim_replicas`)."""
+    spare replicas (see `trim_replicas`). With `site_kw` (f8[P, S], the aggregated model's site
+    power per period) and a ramp limit, the ramp ceilings follow it (see `ramp_ceiling_kw`)."""
     from .heuristic import solve_heuristic
 
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
-    ceiling = ramp_ceiling_kw(h)
     ramp = h.ramp_kw_per_h
+    ceiling = ramp_ceiling_kw(h, site_kw if site_kw is not None and not np.isnan(ramp).all() else None)
     work = WorkState.start(h)
     prev: Optional[Assignment] = None
     prev_site: Optional[np.ndarray] = None

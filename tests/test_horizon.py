@@ -3,6 +3,7 @@ finds it, the rolling fast path stays feasible, every plan passes `verify_plan`,
 ramps hold in every period, and the baselines are computed with the same objective."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_horizon_cases import tiny
 
@@ -169,6 +170,17 @@ def test_required_job_with_work_left_is_required_only_until_done():
     plan = horizon_plan(h, res)
     assert verify_plan(sc, plan) == []
     assert scheduled(plan) == [True, False, False]
+
+
+def test_ramp_ceilings_follow_planned_site_power():
+    # a followed schedule: each period at most its planned kW plus 2% of the 100 kW limit, and
+    # the descent to a later low target a little slower than the 4 kW/h ramp (3.92 kW/h), so
+    # whole miners can fill the band between the ramp's floor and the ceiling
+    from scheduler.horizon_rolling import ramp_ceiling_kw
+    h = compile_horizon(tiny([40] * 5, grid=[100] * 5, ramp=4.0))
+    targets = np.array([[20.0], [30.0], [10.0], [50.0], [50.0]])
+    assert ramp_ceiling_kw(h, targets)[:, 0].tolist() == pytest.approx([19.84, 15.92, 12.0, 52.0, 52.0])
+    assert ramp_ceiling_kw(h)[:, 0].tolist() == [100.0] * 5
 
 
 def test_period_rows_add_up_to_site_power_and_ceiling_looks_ahead():
