@@ -29,15 +29,16 @@ TARGET_MARGIN = 0.02  # a followed schedule's site power may exceed the model's 
 def ramp_ceiling_kw(h: Horizon, targets: Optional[np.ndarray] = None) -> np.ndarray:
     """f8[P,S]: the most each site may draw in period p so that every later grid limit can
     still be reached by ramping down at `max_ramp_kw_per_h`. With `targets` (f8[P,S], the site
-    power the horizon MILP planned for a schedule), each period is also held to its target plus
-    TARGET_MARGIN of the limit, so a planned descent (before a price spike, say) starts when
+    power the horizon MILP planned for a schedule), each period of a site with a ramp limit is
+    also held to its target plus TARGET_MARGIN of the limit, so a planned descent (before a price spike, say) starts when
     the plan starts it: a period planned alone sees no reason to shed load ahead of time, and
     the ramp then lets it come down only 2 MW per period, too late."""
     P = h.n_periods
     cap = np.array([pr.site_grid_limit_kw for pr in h.problems], dtype=np.float64)
     ramp = np.where(np.isnan(h.ramp_kw_per_h), np.inf, h.ramp_kw_per_h)
     if targets is not None:
-        cap = np.minimum(cap, targets + TARGET_MARGIN * cap)
+        ramped = ~np.isnan(h.ramp_kw_per_h)          # sites without a ramp keep their own limits
+        cap = np.where(ramped, np.minimum(cap, targets + TARGET_MARGIN * cap), cap)
         # targets may descend at the full ramp: a slightly slower descent leaves each period a
         # band between the ramp's floor and its ceiling that whole miners can fill
         ramp = ramp * (1.0 - TARGET_MARGIN)
