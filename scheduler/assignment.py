@@ -72,7 +72,7 @@ def evaluate(p: Problem, a: Assignment) -> Figures:
         for (k, level), r in place.items():
             g = p.rack_model[k]
             busy[k] += r * gpr
-            busy_kw[k] += r * gpr * p.gpu_busy_kw[g, level]
+            busy_kw[k] += r * p.replica_kw(i, g, level)
             rps = r * p.replica_rps(i, g, level)
             capacity[i] += rps
             site_cap[i, p.rack_site[k]] += rps

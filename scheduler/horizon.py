@@ -306,7 +306,7 @@ def _resplit(prob: Problem, a: Assignment, prev: list[dict[int, int]]) -> Assign
         gpr = int(prob.svc_gpus_per_replica[i])
         for (k, c), r in place.items():
             free[k] -= r * gpr
-            room[k] -= r * gpr * prob.gpu_busy_kw[prob.rack_model[k], c]
+            room[k] -= r * prob.replica_kw(i, prob.rack_model[k], c)
     jobs_in: dict[int, list[int]] = defaultdict(list)
     for j in range(len(a.job_level)):
         if a.job_level[j] >= 0 and a.job_place[j]:

@@ -348,7 +348,7 @@ class AggregatedHorizon:
             for i, levels in gg.services.items():
                 gpr = int(prob.svc_gpus_per_replica[i])
                 for c in levels:
-                    kw = gpr * float(prob.gpu_busy_kw[g, c])
+                    kw = prob.replica_kw(i, g, c)
                     per = units_within(gg.count // gpr, gg.room_kw, kw)
                     v = m.col(0, per * n, -price_kw[gg.site] * gg.factor * kw)
                     self.r_of[p, i, gi].append(v)

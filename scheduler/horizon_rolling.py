@@ -268,14 +268,15 @@ def trim_replicas(p: Problem, a: Assignment, target: np.ndarray) -> Assignment:
         if total <= target[i] + 0.5:
             continue
         place = dict(svc_place[i])
-        gpr = int(p.svc_gpus_per_replica[i])
 
         def rps(k: int, c: int) -> float:
             return p.replica_rps(i, p.rack_model[k], c)
 
         spare = sum(r * rps(k, c) for (k, c), r in place.items()) - float(p.svc_demand_rps[i])
-        for k, c in sorted(place, key=lambda kc: -gpr * float(p.gpu_busy_kw[p.rack_model[kc[0]], kc[1]])
-                           / max(rps(*kc), 1e-12)):
+        def kw_per_rps(kc: tuple[int, int]) -> float:
+            return p.replica_kw(i, p.rack_model[kc[0]], kc[1]) / max(rps(*kc), 1e-12)
+
+        for k, c in sorted(place, key=kw_per_rps, reverse=True):
             while place.get((k, c), 0) > 0 and total > target[i] + 0.5 and spare - rps(k, c) >= -1e-9:
                 place[k, c] -= 1
                 if not place[k, c]:

@@ -261,13 +261,13 @@ def build(p: Problem, explain: bool = False, *, lp: pulp.LpProblem | None = None
         for i, lv in svc_levels_by_rack.get(k0, {}).items():
             gpr = int(p.svc_gpus_per_replica[i])
             for c in lv:
-                per = gpr * p.gpu_busy_kw[g, c]
+                per = p.replica_kw(i, g, c)
                 ub = units_within(u.count // gpr, room, per) * n_racks
                 u.r[i, c] = var(f"{tag}r_{i}_{u_idx}_{c}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
                 capacity_terms[i].append((u.r[i, c], p.replica_rps(i, g, c)))
         busy = [(v, 1) for v in u.t.values()] + [(v, int(p.svc_gpus_per_replica[i])) for (i, _), v in u.r.items()]
         power = [(v, p.gpu_busy_kw[g, c]) for c, v in u.t.items()] + [
-            (v, p.svc_gpus_per_replica[i] * p.gpu_busy_kw[g, c]) for (i, c), v in u.r.items()]
+            (v, p.replica_kw(i, g, c)) for (i, c), v in u.r.items()]
         unit_power.append(power)
         label = p.rack_ids[k0] if n_racks == 1 else f"{p.rack_ids[k0]}+{n_racks - 1}"
         if busy:

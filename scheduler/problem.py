@@ -173,6 +173,11 @@ class Problem:
         """SPEC 4: the requests per second one replica of service i serves on model g at level c."""
         return float(self.svc_replica_rps[i, g] * self.gpu_perf[g, c])
 
+    def replica_kw(self, i: int, g: int, c: int) -> float:
+        """SPEC 3: the kW one replica of service i adds to its rack's idle draw on model g at level c
+        (its GPUs busy instead of idle)."""
+        return float(self.svc_gpus_per_replica[i] * self.gpu_busy_kw[g, c])
+
     def rack_holds(self, k: int, c: int) -> int:
         """How many GPUs GPU rack k can run busy at cap level c within its power limit."""
         return units_within(self.rack_count[k], float(self.rack_limit_kw[k] - self.rack_base_kw[k]),
