@@ -30,9 +30,9 @@ def ramp_ceiling_kw(h: Horizon, targets: Optional[np.ndarray] = None) -> np.ndar
     """f8[P,S]: the most each site may draw in period p so that every later grid limit can
     still be reached by ramping down at `max_ramp_kw_per_h`. With `targets` (f8[P,S], the site
     power the horizon MILP planned for a schedule), each period of a site with a ramp limit is
-    also held to its target plus TARGET_MARGIN of the limit, so a planned descent (before a price spike, say) starts when
-    the plan starts it: a period planned alone sees no reason to shed load ahead of time, and
-    the ramp then lets it come down only 2 MW per period, too late."""
+    also held to its target plus TARGET_MARGIN of the limit, so a planned descent (before a
+    price spike, say) starts when the plan starts it: a period planned alone sees no reason to
+    shed load ahead of time, and the ramp then lets it come down only 2 MW per period, too late."""
     P = h.n_periods
     cap = np.array([pr.site_grid_limit_kw for pr in h.problems], dtype=np.float64)
     ramp = np.where(np.isnan(h.ramp_kw_per_h), np.inf, h.ramp_kw_per_h)
@@ -193,7 +193,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
     ramp = h.ramp_kw_per_h
-    ceiling = ramp_ceiling_kw(h, site_kw if site_kw is not None and not np.isnan(ramp).all() else None)
+    ceiling = ramp_ceiling_kw(h, site_kw)
     work = WorkState.start(h)
     prev: Optional[Assignment] = None
     prev_site: Optional[np.ndarray] = None
@@ -242,7 +242,7 @@ def solve_rolling(h: Horizon, opts: Optional[SolveOptions] = None, polish_s: flo
                                  infeasible=[f"{r}@p{p}" for r in res.infeasible])
         left_s = polish_s - (time.perf_counter() - t0)
         if left_s > 0.05:
-            res = _polish(prob, res.assignment, min(left_s, max(POLISH_MIN_S, left_s / (h.n_periods - p))))
+            res = _polish(prob, res, min(left_s, max(POLISH_MIN_S, left_s / (h.n_periods - p))))
         a = drop_finished(res.assignment, work)
         if replicas is not None:
             a = trim_replicas(prob, a, replicas[p].sum(axis=1))
@@ -300,12 +300,13 @@ def _exact(p: Problem, limit_s: float, start: Optional[Assignment] = None):
         return SolveResult(None, "milp", "infeasible", limit_s)
 
 
-def _polish(p: Problem, a: Assignment, limit_s: float):
-    """The better of `a` and the single-interval MILP started from it within `limit_s`."""
-    m = _exact(p, limit_s, a)
-    if m.assignment is not None and evaluate(p, m.assignment).objective_usd > evaluate(p, a).objective_usd + 1e-9:
+def _polish(p: Problem, res: SolveResult, limit_s: float) -> SolveResult:
+    """The better of `res` and the single-interval MILP started from its plan within `limit_s`
+    (both solvers report the objective they evaluated)."""
+    m = _exact(p, limit_s, res.assignment)
+    if m.assignment is not None and m.extra["objective_usd"] > res.extra["objective_usd"] + 1e-9:
         return m
-    return SolveResult(a, "heuristic", "feasible", 0.0)
+    return res
 
 
 __all__ = ["solve_rolling", "ramp_ceiling_kw", "job_values", "raise_to_floor", "trim_replicas"]
