@@ -250,7 +250,6 @@ class AggregatedHorizon:
         self.x: dict[tuple[int, int, int, int], int] = {}      # (p, j, d, c)
         self.z: dict[tuple[int, int], int] = {}                # (p, j): work complete before p
         self.earned: dict[tuple[int, int], list[int]] = {}     # (p, j) -> work earned per GPU model
-        self.full_rate: dict[tuple[int, int], list[tuple[int, float]]] = {}   # (p, j) -> (x, GPU-h it earns)
         self.bound_rows: list[tuple[list, float, float]] = []   # valid rows only the bound's copy gets
         self.moves_of: dict[int, list[int]] = {}               # job -> its move columns (each costs one move)
         self.x_of: dict[tuple[int, int, int], list[int]] = defaultdict(list)   # (p, j, d) -> x columns
@@ -320,17 +319,20 @@ class AggregatedHorizon:
             if prob.job_required[j]:
                 m.row(once, lo=1)       # runs until its work is complete (untracked: always)
             if self.tracked[j]:
+                # (x, GPU model, work it earns in the period)
+                rates = [(v, int(prob.domain_model[d]), hrs * prob.job_gpu_h_per_h(j, int(prob.domain_model[d]), c))
+                         for v, d, c in job_x]
                 cols = []
-                for g in sorted({int(prob.domain_model[d]) for _, d, _ in job_x}):
+                for g in sorted({g for _, g, _ in rates}):
                     e = m.col(0, INF, float(prob.job_value_per_gpu_h[j, g]))
-                    terms = [(e, 1.0)]
-                    for v, d, c in job_x:
-                        if int(prob.domain_model[d]) == g:
-                            terms.append((v, -hrs * prob.job_gpu_h_per_h(j, g, c)))
-                    m.row(terms, hi=0)
+                    m.row([(e, 1.0)] + [(v, -a) for v, gg, a in rates if gg == g], hi=0)
                     cols.append(e)
                 self.earned[p, j] = cols
-                self.full_rate[p, j] = [(v, hrs * prob.job_gpu_h_per_h(j, int(prob.domain_model[d]), c)) for v, d, c in job_x]
+                # a job that runs and is not complete by the end of the period earns its full
+                # rate there (only its completion period earns less). Valid, but only the
+                # bound's copy gets it: the coarse search and RINS do worse with it
+                self.bound_rows.append(([(e, 1.0) for e in cols] + [(v, -a) for v, _, a in rates]
+                                        + [(self.z[p + 1, j], max(a for _, _, a in rates))], 0.0, INF))
         # GPU groups: training GPUs per level, replicas per (service, level)
         dom_t: dict[tuple[int, int], list] = defaultdict(list)
         cap_terms: dict[int, list] = defaultdict(list)
@@ -468,14 +470,6 @@ class AggregatedHorizon:
                 m.row([(c, 1.0)] + prev + [(e, -1.0) for e in self.earned.get((p - 1, j), [])], lo=0.0, hi=0.0)
                 m.row([(self.z[p, j], R), (c, -1.0)], hi=0)
                 cum.append(c)
-                # a job that runs and is not complete by the end of the period earns its full rate
-                # there (only its completion period earns less). Valid, but only the bound's copy
-                # gets it: the coarse search and RINS do worse with it
-                rate = self.full_rate.get((p - 1, j), [])
-                if rate:
-                    top = max(a for _, a in rate)
-                    self.bound_rows.append(([(e, 1.0) for e in self.earned[p - 1, j]] + [(v, -a) for v, a in rate]
-                                            + [(self.z[p, j], top)], 0.0, INF))
             D, pen = float(h.deadline_h[j]), float(h.late_usd_per_h[j])
             if np.isnan(D) or pen <= 0 or D >= h.end_h:
                 continue
@@ -646,25 +640,22 @@ PARALLEL_ABOVE_COLUMNS = 20000   # smaller models prove their bound in-process (
 
 
 @dataclass
-class _FullSolve:
-    """What a search of the full-resolution model reached: its bound and its best solution."""
+class _Bound:
+    """What the bound's branch and bound reached: its bound and, when it solved the model
+    outright, the optimum and its values."""
     bound: Optional[float]
     objective: Optional[float]
     values: Optional[np.ndarray]
 
 
-def _solve_full(m: LinearModel, time_limit_s: float) -> _FullSolve:
-    """HiGHS on `m` within the time limit (the bound on one core: small models)."""
+def _milp_bound(m: LinearModel, time_limit_s: float) -> Optional[float]:
+    """The dual bound HiGHS proves for `m` within the time limit (the bound on one core)."""
     hs = m.highs()
     hs.setOptionValue("time_limit", max(1.0, time_limit_s))
     hs.setOptionValue("mip_rel_gap", 0.0)
     hs.run()
-    info = hs.getInfo()
-    b = info.mip_dual_bound
-    found = info.primal_solution_status == 2
-    return _FullSolve(float(b) if math.isfinite(b) else None,
-                      float(info.objective_function_value) if found else None,
-                      np.array(hs.getSolution().col_value) if found else None)
+    b = hs.getInfo().mip_dual_bound
+    return float(b) if math.isfinite(b) else None
 
 
 def _rins(full: AggregatedHorizon, binaries: dict[int, float], time_limit_s: float):
@@ -736,7 +727,7 @@ def branch_objects(agg: AggregatedHorizon) -> BranchObjects:
     return BranchObjects(moves, chains, sorted(set(agg.x.values())))
 
 
-def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _FullSolve:
+def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _Bound:
     """An upper bound on the model's optimum by best-first branch and bound on its LP
     relaxation over `objs` until the time limit: the largest LP value of the open nodes (every
     optimal solution lies in one of them). HiGHS's own search spends the first minute of this
@@ -808,22 +799,24 @@ def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _
             return "col", c, float(x[c])
         return None
 
+    def entry(value: float, tie: int, node: tuple[dict, dict], x: np.ndarray):
+        """A heap entry: (-LP value, tie-break, node, its branching, its values when integral)."""
+        what = pick(x)
+        return -value, tie, node, what, x if what is None else None
+
     try:
         x = solve(({}, {}))
     except TimeoutError:
-        return _FullSolve(None, None, None)
+        return _Bound(None, None, None)
     if x is None:
-        return _FullSolve(None, None, None)
-    heap = [(-float(lp.getInfo().objective_function_value), 0, ({}, {}), pick(x))]   # (-LP value, tie, node, branching)
+        return _Bound(None, None, None)
+    heap = [entry(float(lp.getInfo().objective_function_value), 0, ({}, {}), x)]
     n = 0
     while heap and time.perf_counter() - t0 < time_limit_s:
-        negv, tie, node, what = heapq.heappop(heap)
+        top = heapq.heappop(heap)
+        negv, _, node, what, integral = top
         if what is None:       # integral: the best open node is a solution, so optimal
-            try:
-                x = solve(node)
-            except TimeoutError:
-                return _FullSolve(-negv, None, None)
-            return _FullSolve(-negv, -negv, x) if x is not None else _FullSolve(-negv, None, None)
+            return _Bound(-negv, -negv, integral)
         kind, key, v = what
         children = []
         try:
@@ -838,21 +831,21 @@ def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _
                     cols[key] = (max(lo, plo), min(hi, phi))
                 got = solve((rows, cols))
                 if got is not None:
-                    children.append((float(lp.getInfo().objective_function_value), (rows, cols), pick(got)))
+                    n += 1      # a child's LP value never exceeds its parent's (up to round-off)
+                    children.append(entry(min(float(lp.getInfo().objective_function_value), -negv), n, (rows, cols), got))
         except TimeoutError:       # the node stays open whole
-            heapq.heappush(heap, (negv, tie, node, what))
+            heapq.heappush(heap, top)
             break
         log.debug("bound %.1f s: %s %s at %.2f -> %s, %d open", time.perf_counter() - t0, kind, key, v,
-                  [round(c[0], 1) for c in children], len(heap) + len(children))
-        for value, child, w in children:
-            n += 1
-            heapq.heappush(heap, (-min(value, -negv), n, child, w))
+                  [round(-c[0], 1) for c in children], len(heap) + len(children))
+        for child in children:
+            heapq.heappush(heap, child)
     if not heap:
-        return _FullSolve(None, None, None)
-    return _FullSolve(-heap[0][0], None, None)
+        return _Bound(None, None, None)
+    return _Bound(-heap[0][0], None, None)
 
 
-def _result(future, timeout_s: float, extra: dict) -> Optional[_FullSolve]:
+def _result(future, timeout_s: float, extra: dict) -> Optional[_Bound]:
     try:
         return future.result(timeout=timeout_s)
     except Exception as exc:     # the bound is optional; the plan stands on its own
@@ -910,39 +903,39 @@ def solve_horizon_aggregated(h: Horizon, opts: Optional[SolveOptions] = None,
         hs.setOptionValue("mip_rel_gap", max(opts.gap or 0.0, 1e-4))
         hs.setOptionValue("mip_heuristic_effort", 0.3)
         hs.run()
-        best = None      # (aggregated objective, schedule, which model)
+        best = None      # (objective in the aggregated model, the model, its values, where from)
         if hs.getInfo().primal_solution_status == 2:
             obj = float(hs.getInfo().objective_function_value)
             vals = np.array(hs.getSolution().col_value)
-            best = (obj, coarse.schedule(vals), coarse.replicas(vals), coarse.site_kw_of(vals), "coarse")
+            best = (obj, coarse, vals, "coarse")
             extra["coarse_objective_usd"] = obj
             if rins:
-                got = _rins(full, {full.x[k]: vals[v] for k, v in coarse.x.items()}
-                            | {full.z[k]: vals[v] for k, v in coarse.z.items()}, t0 + search_s - time.perf_counter())
-                if got is not None:
-                    extra["rins_from_usd"], extra["rins_objective_usd"] = got[0], got[1]
-                    best = (got[1], full.schedule(got[2]), full.replicas(got[2]), full.site_kw_of(got[2]), "rins")
-        got = None
+                improved = _rins(full, {full.x[k]: vals[v] for k, v in coarse.x.items()}
+                                 | {full.z[k]: vals[v] for k, v in coarse.z.items()}, t0 + search_s - time.perf_counter())
+                if improved is not None:
+                    extra["rins_from_usd"], extra["rins_objective_usd"] = improved[0], improved[1]
+                    best = (improved[1], full, improved[2], "rins")
+        proved = None
         if future is not None and future.done():      # a small model: the bound may be its optimum
-            got = _result(future, 0.0, extra)
-            if got is not None and got.objective is not None and got.values is not None:
-                extra["full_objective_usd"] = got.objective
-                if best is None or got.objective > best[0] + 1e-6:
-                    best = (got.objective, full.schedule(got.values), full.replicas(got.values),
-                            full.site_kw_of(got.values), "full")
+            proved = _result(future, 0.0, extra)
+            if proved is not None and proved.objective is not None:
+                extra["full_objective_usd"] = proved.objective
+                if best is None or proved.objective > best[0] + 1e-6:
+                    best = (proved.objective, full, proved.values, "full")
         disaggregated = None
         if best is not None:
-            extra["aggregated_objective_usd"], sched, reps, kw, extra["schedule_from"] = best
+            extra["aggregated_objective_usd"], model, vals, extra["schedule_from"] = best
             left = (deadline if parallel else t0 + 2 * SEQUENTIAL_SHARE * budget) - time.perf_counter() - 5.0
-            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=sched, replicas=reps, site_kw=kw)
+            dis = solve_rolling(h, opts, polish_s=max(0.0, left), schedule=model.schedule(vals),
+                                replicas=model.replicas(vals), site_kw=model.site_kw_of(vals))
             if dis.assignments is not None:
                 disaggregated = stick_replicas(h, dis.assignments)
         cands = feasible_plans(h, [("aggregated", disaggregated), ("rolling", start.assignments)])
         if future is not None:
-            got = got or _result(future, max(5.0, deadline - time.perf_counter()), extra)
-            bound = got.bound if got is not None else None
+            proved = proved or _result(future, max(5.0, deadline - time.perf_counter()), extra)
+            bound = proved.bound if proved is not None else None
         if not parallel:
-            bound = _solve_full(full.bound_model(), deadline - time.perf_counter() - 1.0).bound
+            bound = _milp_bound(full.bound_model(), deadline - time.perf_counter() - 1.0)
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
