@@ -762,6 +762,12 @@ def _branch_bound(m: LinearModel, objs: BranchObjects, time_limit_s: float) -> _
         touched_cols.update(cols)
         lp.run()
         status = lp.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnknown:
+            # numerical trouble from the warm start (seen once in ~100 nodes on wa-48h): solve
+            # this node again from scratch
+            lp.clearSolver()
+            lp.run()
+            status = lp.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             return None
         if status != highspy.HighsModelStatus.kOptimal:
